@@ -1,0 +1,150 @@
+"""The `tradedesk` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from app.logs import setup_logging
+from core.config import Settings
+from core.errors import SetupError
+
+log = logging.getLogger("tradedesk")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SetupError(f"configuration error: {problems}") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from app.run import run
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    asyncio.run(run(settings))
+
+
+def _cmd_migrate(args: argparse.Namespace) -> None:
+    from app.database import provide_database
+    from core.db.migrate import migrate
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+
+    async def go() -> None:
+        async with provide_database(settings) as url:
+            report = await migrate(url)
+        log.info("migrations: %d applied, %d already applied", len(report.applied), len(report.already))
+
+    asyncio.run(go())
+
+
+def _cmd_bootstrap_sql(args: argparse.Namespace) -> None:
+    from core.db.roles import bootstrap_sql
+
+    try:
+        sql = bootstrap_sql(args.login_role, args.database)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
+    print(sql, end="")
+    print(
+        f"-- Then give the login role a password (ALTER ROLE {args.login_role} PASSWORD '...';) and set\n"
+        f"-- DATABASE_URL=postgresql://{args.login_role}:PASSWORD@HOST:5432/{args.database or 'DBNAME'}"
+    )
+
+
+def _cmd_db_url(args: argparse.Namespace) -> None:
+    from app.database import provide_database
+
+    settings = _settings()
+    setup_logging("WARNING")
+
+    async def go() -> str:
+        async with provide_database(settings, keep_running=True) as url:
+            return url
+
+    url = asyncio.run(go())
+    print(url)
+    if settings.embedded_db:
+        print("(embedded Postgres left running for you; `tradedesk db-stop` stops it)", file=sys.stderr)
+
+
+def _cmd_db_stop(args: argparse.Namespace) -> None:
+    from core.db.embedded import EmbeddedPostgres
+
+    settings = _settings()
+    setup_logging("WARNING")
+    if not settings.embedded_db:
+        raise SetupError("DATABASE_URL is set: there is no embedded Postgres to stop")
+    server = EmbeddedPostgres(settings.data_dir)
+    if not (server.pgdata / "postmaster.pid").exists():
+        print("embedded Postgres is not running")
+        return
+    server.start()
+    server.stop()
+    running = (server.pgdata / "postmaster.pid").exists()
+    print("embedded Postgres is still in use by another tradedesk process" if running else "embedded Postgres stopped")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from bench import run_bench
+
+    settings = _settings()
+    setup_logging("WARNING")
+    run_bench(settings, args.name, as_json=args.json, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradedesk", description="TradeDesk: a conversational trading assistant.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="start everything (database, migrations, web app) on the configured services")
+    sub.add_parser("migrate", help="apply database migrations")
+    p = sub.add_parser("bootstrap-sql", help="print the one-time SQL that prepares an external Postgres")
+    p.add_argument("--login-role", default="tradedesk", help="login role to create (default: tradedesk)")
+    p.add_argument("--database", help="database to grant CONNECT and CREATE on")
+    sub.add_parser("db-url", help="print a URL for the database that psql and asyncpg accept")
+    sub.add_parser("db-stop", help="stop the embedded Postgres if no tradedesk process uses it")
+    p = sub.add_parser("bench", help="run a benchmark (see bench/)")
+    p.add_argument("name", nargs="?", help="benchmark name; omit to list them")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--quick", action="store_true", help="a smaller data set, for a smoke run")
+
+    handlers = {
+        "run": _cmd_run,
+        "migrate": _cmd_migrate,
+        "bootstrap-sql": _cmd_bootstrap_sql,
+        "db-url": _cmd_db_url,
+        "db-stop": _cmd_db_stop,
+        "bench": _cmd_bench,
+    }
+    parser.set_defaults(_handlers=handlers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args._handlers[args.command](args)
+    except SetupError as exc:
+        print(f"tradedesk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

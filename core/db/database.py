@@ -1,0 +1,97 @@
+"""The pool, and the only two ways a transaction gets an identity: `user_scope` and `system_scope`.
+
+Every pooled connection logs in as the login role with `role=tradedesk_user` in its startup parameters, so the
+session's default role is tradedesk_user: even after `RESET ROLE`, code that forgot to open a scope sees no tenant's
+rows. A scope is one transaction whose first statement sets the role and the user id with `set_config(..., true)`,
+which Postgres undoes at COMMIT or ROLLBACK: nothing of one user survives into the next use of the connection.
+
+The transport (command, tool dispatcher, HTTP handler, job) opens the scope and so owns the transaction: it commits
+when the block ends and rolls back on an exception. Core services take the session and never commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy import Executable, Result, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.db.roles import SCHEMA, SYSTEM_ROLE, USER_ROLE
+
+log = logging.getLogger(__name__)
+
+_SCOPE_SQL = text(
+    "SELECT set_config('role', :role, true), set_config('app.user_id', :uid, true),"
+    " set_config('app.system_reason', :reason, true)"
+)
+_REASON = re.compile(r"^[a-z][a-z0-9_.:-]{2,63}$")
+
+
+async def run_sql(session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+    """Run a Core statement (e.g. `text(...)`) in the session's transaction; `session.exec` is for typed selects."""
+    conn = await session.connection()
+    return await conn.execute(statement, params)
+
+
+class Database:
+    """An async SQLAlchemy engine over asyncpg connections made exactly as the app must connect."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "tradedesk"):
+        self.url = url
+        self._server_settings = {
+            "role": USER_ROLE,
+            "search_path": SCHEMA,
+            "application_name": application_name,
+        }
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(url, server_settings=self._server_settings)
+
+        self.engine: AsyncEngine = create_async_engine(
+            "postgresql+asyncpg://",
+            async_creator=connect,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+
+    async def connect_raw(self, **kwargs: Any) -> asyncpg.Connection:
+        """A dedicated asyncpg connection made like the pooled ones (for LISTEN, advisory locks, benches)."""
+        return await asyncpg.connect(self.url, server_settings=self._server_settings, **kwargs)
+
+    @asynccontextmanager
+    async def user_scope(self, user_id: UUID) -> AsyncIterator[AsyncSession]:
+        """One transaction as tradedesk_user for `user_id`: RLS shows and accepts only that user's rows."""
+        if not isinstance(user_id, UUID):
+            raise TypeError(f"user_scope needs a UUID from resolve_identity, got {type(user_id).__name__}")
+        async with self._sessions() as session, session.begin():
+            await run_sql(session, _SCOPE_SQL, {"role": USER_ROLE, "uid": str(user_id), "reason": ""})
+            yield session
+
+    @asynccontextmanager
+    async def system_scope(self, reason: str) -> AsyncIterator[AsyncSession]:
+        """One transaction as tradedesk_system, which sees every tenant. For the few named cross-tenant jobs only.
+
+        `reason` names the call site (e.g. "resolve_identity", "alerts.engine"); it is kept in the transaction as
+        `app.system_reason` so it shows up in Postgres logs and triggers.
+        """
+        if not _REASON.match(reason):
+            raise ValueError(f"system_scope reason must be a short lowercase name, got {reason!r}")
+        async with self._sessions() as session, session.begin():
+            await run_sql(session, _SCOPE_SQL, {"role": SYSTEM_ROLE, "uid": "", "reason": reason})
+            yield session
+
+    async def ping(self) -> None:
+        """Raise if the database can't answer a trivial query."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,106 @@
+"""user_scope, system_scope and resolve_identity against the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from core.db.database import Database, run_sql
+from core.db.identity import resolve_identity
+from core.errors import InvalidInput
+
+
+async def test_resolve_identity_creates_once_and_returns_the_same_id(db: Database) -> None:
+    first = await resolve_identity(db, discord_id=53908232506183680, display_name="Ada")
+    again = await resolve_identity(db, discord_id=53908232506183680)
+    other = await resolve_identity(db, console_handle="Ada")
+    assert first == again
+    assert other != first
+    assert await resolve_identity(db, console_handle="  ada ") == other
+
+
+async def test_concurrent_first_contact_creates_one_user(db: Database) -> None:
+    ids = await asyncio.gather(*(resolve_identity(db, discord_id=4242) for _ in range(8)))
+    assert len(set(ids)) == 1
+    async with db.system_scope("test.count_users") as s:
+        count = (await run_sql(s, text("SELECT count(*) FROM users WHERE discord_id = 4242"))).scalar_one()
+    assert count == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"discord_id": 0},
+        {"discord_id": -5},
+        {"discord_id": 2**63},
+        {"discord_id": True},
+        {"console_handle": ""},
+        {"console_handle": "has space"},
+        {"console_handle": "x" * 33},
+        {"console_handle": "ünicode"},
+        {"console_handle": "-leading"},
+    ],
+)
+async def test_resolve_identity_rejects_bad_identities_and_writes_nothing(db: Database, kwargs: dict) -> None:
+    with pytest.raises(InvalidInput):
+        await resolve_identity(db, **kwargs)
+    async with db.system_scope("test.count_users") as s:
+        assert (await run_sql(s, text("SELECT count(*) FROM users"))).scalar_one() == 0
+
+
+async def test_resolve_identity_needs_exactly_one_identity(db: Database) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        await resolve_identity(db)
+    with pytest.raises(ValueError, match="exactly one"):
+        await resolve_identity(db, discord_id=1, console_handle="a")
+
+
+async def test_user_scope_sets_role_and_user_for_the_transaction_only(db: Database) -> None:
+    uid = await resolve_identity(db, console_handle="alice")
+    async with db.user_scope(uid) as s:
+        row = (await run_sql(s, text("SELECT current_user, current_setting('app.user_id', true)"))).one()
+    assert row == ("tradedesk_user", str(uid))
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(text("SELECT current_user, coalesce(current_setting('app.user_id', true), '')"))
+        ).one()
+    assert row == ("tradedesk_user", "")
+
+
+async def test_user_scope_rolls_back_on_error(db: Database) -> None:
+    uid = await resolve_identity(db, console_handle="alice")
+    with pytest.raises(RuntimeError):
+        async with db.user_scope(uid) as s:
+            await run_sql(s, text("UPDATE users SET timezone = 'Europe/Paris' WHERE id = :id"), {"id": uid})
+            raise RuntimeError("boom")
+    async with db.user_scope(uid) as s:
+        assert (await run_sql(s, text("SELECT timezone FROM users"))).scalar_one() == "UTC"
+
+
+async def test_user_scope_refuses_a_non_uuid(db: Database) -> None:
+    with pytest.raises(TypeError):
+        async with db.user_scope(str(uuid.uuid4())):  # type: ignore[arg-type]
+            pass
+
+
+async def test_system_scope_needs_a_named_reason(db: Database) -> None:
+    with pytest.raises(ValueError):
+        async with db.system_scope(""):
+            pass
+    async with db.system_scope("alerts.engine") as s:
+        row = (await run_sql(s, text("SELECT current_user, current_setting('app.system_reason')"))).one()
+    assert row == ("tradedesk_system", "alerts.engine")
+
+
+async def test_record_audit_writes_for_the_scoped_user_only(db: Database) -> None:
+    alice = await resolve_identity(db, console_handle="alice")
+    async with db.user_scope(alice) as s:
+        await run_sql(s, text("SELECT record_audit('order.confirmed', '{\"order\": 1}'::jsonb)"))
+        rows = (await run_sql(s, text("SELECT user_id, actor, action FROM audit_log"))).all()
+    assert rows == [(alice, "user", "order.confirmed")]
+    async with db.engine.connect() as conn:  # no user in scope: the function can't write an orphan row
+        with pytest.raises(Exception, match="null value"):
+            await conn.execute(text("SELECT record_audit('x')"))
