@@ -6,6 +6,8 @@ superuser URL is used only to create and drop the per-test databases and in test
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -52,11 +54,14 @@ class PgCluster:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedPostgres, str]]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("tradedesk-data"))
+def pg_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
+    # Not under pytest's tmp_path: a concurrent pytest run prunes old basetemp folders, data dir included.
+    data_dir = Path(tempfile.mkdtemp(prefix="tradedesk-test-"))
+    server = EmbeddedPostgres(data_dir)
     superuser_url = server.start()
     yield server, superuser_url
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
