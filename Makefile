@@ -9,7 +9,8 @@ NAME ?=
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
 	  echo "uv not found; installing it with pip"; \
-	  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv; }
+	  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv 2>/dev/null || \
+	  python3 -m pip install --quiet --user --break-system-packages uv; }
 
 sync: uv
 	@$(UV) sync --frozen --quiet
