@@ -70,14 +70,16 @@ def _cmd_db_url(args: argparse.Namespace) -> None:
     settings = _settings()
     setup_logging("WARNING")
 
+    was_running = settings.embedded_db and (settings.pg_data_dir / "postmaster.pid").exists()
+
     async def go() -> str:
         async with provide_database(settings, keep_running=True) as url:
             return url
 
     url = asyncio.run(go())
     print(url)
-    if settings.embedded_db:
-        print("(embedded Postgres left running for you; `tradedesk db-stop` stops it)", file=sys.stderr)
+    if settings.embedded_db and not was_running:
+        print("(started the embedded Postgres; it keeps running until `tradedesk db-stop`)", file=sys.stderr)
 
 
 def _cmd_db_stop(args: argparse.Namespace) -> None:

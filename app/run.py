@@ -6,11 +6,12 @@ import asyncio
 import errno
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
 from app import __version__
-from app.database import provide_database
+from app.database import check_database_settings, provide_database
 from app.logs import log_integrations
 from core.config import Settings
 from core.db.database import Database
@@ -21,12 +22,37 @@ from webhooks.app import create_app
 log = logging.getLogger("tradedesk.run")
 
 
+def _port_error(host: str, port: int, exc: OSError) -> SetupError:
+    if exc.errno == errno.EADDRINUSE:
+        return SetupError(f"port {port} on {host} is in use; stop what holds it or set TRADEDESK_WEB_PORT")
+    return SetupError(f"can't listen on {host}:{port}: {exc.strerror}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Find a busy web port before starting the database, not after (the bind below is what really holds it)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SetupError(f"can't resolve TRADEDESK_WEB_HOST {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise _port_error(host, port, exc) from None
+
+
 async def run(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    check_database_settings(settings)
+    check_port_free(settings.web_host, settings.web_port)
     log.info("tradedesk %s starting", __version__)
     log_integrations(settings, log)
     async with provide_database(settings) as url:
@@ -40,12 +66,7 @@ async def run(settings: Settings) -> None:
             try:
                 await site.start()
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise SetupError(
-                        f"port {settings.web_port} on {settings.web_host} is in use; stop what holds it or set "
-                        f"TRADEDESK_WEB_PORT"
-                    ) from None
-                raise SetupError(f"can't listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
+                raise _port_error(settings.web_host, settings.web_port, exc) from None
             log.info("web: listening on http://%s:%d (health: /healthz)", settings.web_host, settings.web_port)
             log.info("ready; stop with Ctrl-C")
             await stop.wait()

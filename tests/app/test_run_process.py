@@ -1,0 +1,156 @@
+"""`tradedesk run` as a real process: cold start on a fresh data dir, clean shutdown, and recovery after kill -9.
+
+Each test has its own TRADEDESK_DATA_DIR (so its own embedded Postgres cluster) and its own free port.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app import __version__
+from tests.app.procs import (
+    Tradedesk,
+    clean_env,
+    free_port,
+    get_json,
+    kill_leftovers,
+    leftovers,
+    processes_for,
+    run_cli,
+    start_run,
+    wait_healthy,
+)
+
+pytestmark = pytest.mark.slow
+
+# For each integration, what its line in the log says when the local default is in use.
+LOCAL_DEFAULT_LINES = {
+    "database": re.compile(r"database: DATABASE_URL unset; using the embedded PostgreSQL in .*\(local default\)"),
+    "discord": re.compile(r"discord: DISCORD_TOKEN unset; no Discord bot \(local default\)"),
+    "llm": re.compile(r"llm: OPENAI_API_KEY unset; .*offline planner"),
+    "billing": re.compile(r"billing: STRIPE_SECRET_KEY unset; offline billing simulator"),
+    "market": re.compile(r"market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices"),
+}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "data"
+    yield path
+    # Whatever happened in the test, no postgres of this data dir outlives it.
+    kill_leftovers(path)
+
+
+class Runs:
+    """The `tradedesk run` processes a test started; all are killed (process group) when the test ends."""
+
+    def __init__(self, data_dir: Path, tmp_path: Path) -> None:
+        self.data_dir = data_dir
+        self.tmp_path = tmp_path
+        self.started: list[Tradedesk] = []
+
+    def start(self, port: int) -> Tradedesk:
+        log_path = self.tmp_path / f"run-{len(self.started) + 1}.log"
+        td = start_run(self.data_dir, port, log_path)
+        self.started.append(td)
+        return td
+
+    def kill_all(self) -> None:
+        for td in self.started:
+            td.kill_group()
+
+
+@pytest.fixture
+def runs(data_dir: Path, tmp_path: Path) -> Iterator[Runs]:
+    runs = Runs(data_dir, tmp_path)
+    try:
+        yield runs
+    finally:
+        runs.kill_all()
+        kill_leftovers(data_dir)
+
+
+def assert_healthy(td: Tradedesk) -> float:
+    body, elapsed = wait_healthy(td, timeout=60)
+    assert body == {"status": "ok", "db": "ok", "version": __version__}, f"/healthz after {elapsed:.1f}s: {body}"
+    return elapsed
+
+
+def assert_stops_cleanly(td: Tradedesk, signum: int, data_dir: Path) -> None:
+    td.signal(signum)
+    try:
+        code = td.wait(30)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"tradedesk run did not exit within 30s of {signum!r}; log:\n{td.log}") from exc
+    assert code == 0, f"exit code {code} after {signum!r}; log:\n{td.log}"
+    assert "Traceback" not in td.log, td.log
+    left = leftovers(data_dir)
+    assert left == [], f"processes still using {data_dir} after tradedesk run exited: {left}"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cold_start_serves_healthz_and_stops_on_signal(
+    runs: Runs, data_dir: Path, signum: signal.Signals, record_property: pytest.RecordProperty
+) -> None:
+    assert not data_dir.exists()
+    td = runs.start(free_port())
+
+    elapsed = assert_healthy(td)
+    record_property("cold_start_s", round(elapsed, 2))
+    assert processes_for(data_dir), "the embedded Postgres should run while tradedesk run is up"
+
+    assert_stops_cleanly(td, signum, data_dir)
+
+    log = td.log
+    missing = [name for name, line in LOCAL_DEFAULT_LINES.items() if not line.search(log)]
+    assert missing == [], f"no log line says which local default is in use for {missing}; log:\n{log}"
+
+
+def test_restart_after_kill_9_recovers_the_orphaned_postgres(runs: Runs, data_dir: Path) -> None:
+    port = free_port()
+    first = runs.start(port)
+    assert_healthy(first)
+
+    first.proc.kill()  # SIGKILL to tradedesk alone: no handler, no atexit; postgres stays behind
+    assert first.wait(10) == -signal.SIGKILL
+    orphans = processes_for(data_dir)
+    assert orphans, "expected the embedded Postgres to outlive a kill -9 of tradedesk run"
+
+    second = runs.start(port)
+    elapsed = assert_healthy(second)
+    assert "forgot 1 handle(s) of processes that died" in second.log, second.log
+    assert "migrations: 0 applied" in second.log, f"after {elapsed:.1f}s: {second.log}"
+
+    assert_stops_cleanly(second, signal.SIGTERM, data_dir)
+
+
+def test_sigterm_during_startup_still_stops_cleanly(runs: Runs, data_dir: Path) -> None:
+    """A stop asked for while the embedded Postgres is starting and migrating must not leave it behind."""
+    td = runs.start(free_port())
+    deadline = time.monotonic() + 60
+    while "starting" not in td.log:
+        assert td.proc.poll() is None, f"tradedesk run exited early; log:\n{td.log}"
+        assert time.monotonic() < deadline, f"no 'starting' line within 60s; log:\n{td.log}"
+        time.sleep(0.02)
+    assert_stops_cleanly(td, signal.SIGTERM, data_dir)
+
+
+def test_db_stop_leaves_the_database_of_a_running_tradedesk_alone(runs: Runs, data_dir: Path) -> None:
+    td = runs.start(free_port())
+    assert_healthy(td)
+
+    env = clean_env(TRADEDESK_DATA_DIR=str(data_dir))
+    result = run_cli("db-stop", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "embedded Postgres is still in use by another tradedesk process"
+    status, body = get_json(f"http://127.0.0.1:{td.port}/healthz")
+    assert (status, body["db"]) == (200, "ok"), body
+
+    assert_stops_cleanly(td, signal.SIGTERM, data_dir)
