@@ -7,13 +7,14 @@ No timing assertions here (DESIGN 9): the numbers are only checked for shape and
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.app.procs import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_KEYS = {
@@ -39,8 +40,7 @@ def _postgres_using(folder: Path) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_bench_rls_quick_prints_one_json_object_and_cleans_up(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["TRADEDESK_DATA_DIR"] = str(tmp_path)
+    env = clean_env(TRADEDESK_DATA_DIR=str(tmp_path))
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli", "bench", "rls", "--json", "--quick"],
         cwd=ROOT,

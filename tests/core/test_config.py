@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from core.config import Settings, default_data_dir
+
+_KNOWN = ("DATABASE_URL", "DISCORD_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "STRIPE_SECRET_KEY")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees only the variables it sets, whatever the developer's or CI's shell exports."""
+    for name in os.environ:
+        if name.startswith(("TRADEDESK_", "STRIPE_")) or name in _KNOWN:
+            monkeypatch.delenv(name)
 
 
 def test_well_known_names_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -26,9 +37,7 @@ def test_well_known_names_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert not settings.embedded_db
 
 
-def test_defaults_are_the_local_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "TRADEDESK_DATA_DIR", "DISCORD_TOKEN", "OPENAI_API_KEY", "STRIPE_SECRET_KEY"):
-        monkeypatch.delenv(name, raising=False)
+def test_defaults_are_the_local_ones() -> None:
     settings = Settings()
     assert settings.embedded_db and settings.discord_token is None and settings.openai_api_key is None
     assert settings.market_provider == "sim"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ import pytest
 
 from core.db.embedded import bootstrap
 from core.db.migrate import Migration, MigrationError, load_migrations, migrate
+from tests.app.procs import clean_env
 from tests.conftest import PgCluster
 
 TRADEDESK = Path(sys.executable).parent / "tradedesk"
@@ -76,7 +76,7 @@ async def test_a_failing_migration_leaves_nothing_behind(pg: PgCluster, db_name:
 
 
 async def test_two_processes_migrating_at_once_do_not_collide(pg: PgCluster, empty_db: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TRADEDESK_DATA_DIR"} | {"DATABASE_URL": pg.url(empty_db)}
+    env = clean_env(DATABASE_URL=pg.url(empty_db))
 
     async def run() -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
