@@ -7,6 +7,7 @@ their usual names (DATABASE_URL, DISCORD_TOKEN, OPENAI_API_KEY, ...); TradeDesk'
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,27 @@ class Settings(BaseSettings):
     market_url: str | None = Field(default=None, validation_alias=_env("TRADEDESK_MARKET_URL"))
     market_key: SecretStr | None = Field(default=None, validation_alias=_env("TRADEDESK_MARKET_KEY"))
     market_secret: SecretStr | None = Field(default=None, validation_alias=_env("TRADEDESK_MARKET_SECRET"))
+
+    # Market data: a symbol with no tick for this long is stale (its quote isn't used for market orders).
+    market_stale_after_s: float = Field(default=30.0, gt=0, validation_alias=_env("TRADEDESK_MARKET_STALE_AFTER_S"))
+    # The sim provider: a local websocket server on this port (0: any free port), seeded for reproducible walks.
+    sim_port: int = Field(default=0, ge=0, le=65535, validation_alias=_env("TRADEDESK_SIM_PORT"))
+    sim_seed: int = Field(default=20261125, validation_alias=_env("TRADEDESK_SIM_SEED"))
+    sim_ticks_per_s: float = Field(default=20.0, gt=0, le=100_000, validation_alias=_env("TRADEDESK_SIM_TICKS_PER_S"))
+
+    # The paper broker.
+    paper_starting_cash: Decimal = Field(
+        default=Decimal("100000"),
+        ge=0,
+        max_digits=24,
+        decimal_places=4,
+        validation_alias=_env("TRADEDESK_PAPER_STARTING_CASH"),
+    )
+    paper_fee_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000, validation_alias=_env("TRADEDESK_PAPER_FEE_BPS"))
+    paper_slippage_bps: Decimal = Field(
+        default=Decimal(1), ge=0, le=1000, validation_alias=_env("TRADEDESK_PAPER_SLIPPAGE_BPS")
+    )
+    allow_short: bool = Field(default=False, validation_alias=_env("TRADEDESK_ALLOW_SHORT"))
 
     web_host: str = Field(default="127.0.0.1", validation_alias=_env("TRADEDESK_WEB_HOST"))
     web_port: int = Field(default=8080, ge=0, le=65535, validation_alias=_env("TRADEDESK_WEB_PORT"))

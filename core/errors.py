@@ -28,3 +28,52 @@ class SetupError(Exception):
 
     The message is one line that says what is wrong and what to do; the CLI prints it without a traceback.
     """
+
+
+class InvalidOrder(DomainError):
+    code = "invalid_order"
+
+
+class InsufficientBuyingPower(DomainError):
+    code = "insufficient_buying_power"
+
+
+class InsufficientPosition(DomainError):
+    code = "insufficient_position"
+
+
+class QuoteUnavailable(DomainError):
+    code = "quote_unavailable"
+
+
+class MarketClosed(DomainError):
+    code = "market_closed"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+# Codes raised by the SQL functions (HINT of a P0001 error) -> the DomainError that carries them.
+_BY_CODE: dict[str, type[DomainError]] = {
+    "not_found": NotFound,
+    "invalid_order": InvalidOrder,
+    "unknown_symbol": InvalidOrder,
+    "invalid_quantity": InvalidOrder,
+    "invalid_price": InvalidOrder,
+    "order_not_open": InvalidOrder,
+    "insufficient_buying_power": InsufficientBuyingPower,
+    "insufficient_cash": InsufficientBuyingPower,
+    "insufficient_position": InsufficientPosition,
+    "quote_unavailable": QuoteUnavailable,
+    "market_closed": MarketClosed,
+    "invalid_amount": InvalidInput,
+    "already_exists": Conflict,
+}
+
+
+def domain_error(code: str, message: str) -> DomainError:
+    """The DomainError for a code raised in SQL; its `code` is the precise one (e.g. unknown_symbol)."""
+    error = _BY_CODE.get(code, DomainError)(message)
+    error.code = code
+    return error

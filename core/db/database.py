@@ -40,6 +40,17 @@ async def run_sql(session: AsyncSession, statement: Executable, params: Mapping[
     return await conn.execute(statement, params)
 
 
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a scope's session, inside the scope's transaction.
+
+    For hot paths that call one SQL function with asyncpg's own types and errors (no ORM round trip).
+    """
+    conn = await session.connection()
+    dbapi = await conn.get_raw_connection()
+    driver: asyncpg.Connection = dbapi.driver_connection
+    return driver
+
+
 class Database:
     """An async SQLAlchemy engine over asyncpg connections made exactly as the app must connect."""
 

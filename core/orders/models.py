@@ -34,6 +34,7 @@ class Order(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
     canceled_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
     filled_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
+    triggered_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
 
 
 class OrderProposal(SQLModel, table=True):

@@ -44,6 +44,7 @@ class Position(SQLModel, table=True):
     symbol: str = Field(primary_key=True, sa_type=TEXT)
     qty: Decimal = Field(sa_type=QUANTITY)
     avg_cost: Decimal = Field(sa_type=PRICE)
+    cost_basis: Decimal = Field(default=Decimal(0), sa_type=MONEY)
     realized_pnl: Decimal = Field(default=Decimal(0), sa_type=MONEY)
     opened_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)

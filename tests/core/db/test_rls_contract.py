@@ -25,17 +25,9 @@ TENANT_GRANTS: dict[str, set[str]] = {
         "SELECT",
         "UPDATE(alerts_muted_until,display_currency,display_name,quiet_hours_end,quiet_hours_start,timezone,updated_at)",
     },
-    "portfolios": {
-        "SELECT",
-        "INSERT(allow_short,currency,is_default,name,user_id)",
-        "UPDATE(allow_short,archived_at,is_default,name)",
-    },
-    "orders": {
-        "SELECT",
-        "INSERT(client_order_id,expires_at,limit_price,portfolio_id,proposal_id,qty,quote_price,reject_reason,side,"
-        "status,stop_price,symbol,tif,type,user_id)",
-        "UPDATE(canceled_at,status,updated_at)",
-    },
+    # Opening portfolios, moving cash and placing or canceling orders go through the SQL functions below.
+    "portfolios": {"SELECT", "UPDATE(allow_short,is_default,name)"},
+    "orders": {"SELECT"},
     "order_proposals": {"SELECT", "INSERT", "UPDATE(decided_at,status)"},
     "fills": {"SELECT"},
     "cash_ledger": {"SELECT"},
@@ -65,7 +57,8 @@ REFERENCE_GRANTS: dict[str, set[str]] = {
     "price_bars": {"SELECT"},
 }
 SEQUENCE_GRANTS = {"messages_id_seq": {"USAGE"}, "usage_events_id_seq": {"USAGE"}}
-EXECUTABLE_FUNCTIONS = {"record_audit"}
+# SECURITY DEFINER functions that take the user from the scope and validate everything they write.
+EXECUTABLE_FUNCTIONS = {"record_audit", "place_order", "cancel_order", "open_portfolio", "move_cash", "reset_portfolio"}
 # Tables only system jobs touch; every other table is tenant or reference data.
 SYSTEM_ONLY = {"app_state", "schema_migrations", "stripe_events"}
 
@@ -285,7 +278,7 @@ async def test_a_table_added_without_policies_breaks_the_contract(admin: asyncpg
 async def test_a_child_row_cannot_point_at_another_users_parent(db: Database, worlds: tuple[World, World]) -> None:
     """Foreign-key checks skip RLS, so children reference (user_id, id): a guessed id of B's is still refused."""
     a, b = worlds
-    row = BUILDERS["orders"](a, 3) | {"portfolio_id": b.id("portfolios")}
-    sql, args = insert_sql("orders", row, ["id"])
+    row = BUILDERS["order_proposals"](a, 3) | {"portfolio_id": b.id("portfolios")}
+    sql, args = insert_sql("order_proposals", row, ["id"])
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await _as_user(db, a, sql, *args, fetch=True)

@@ -1,0 +1,478 @@
+-- The paper broker's write path, in SQL functions, so that an order is one statement after the scope is set
+-- (validate, insert, fill, position, ledger, audit) and a user can only reach it through them.
+--
+-- place_order, cancel_order and the portfolio functions are SECURITY DEFINER owned by tradedesk_system: they take
+-- the user from app.user_id (never from an argument) and must filter every query by it themselves, because
+-- tradedesk_system's policy sees every tenant. apply_fill and expire_orders are for the worker (system_scope) only.
+-- Errors meant for the user are raised with SQLSTATE P0001, a user-safe MESSAGE and the DomainError code in HINT.
+--
+-- Accounting (average cost, fees in the basis): positions.cost_basis is the cash paid for the open quantity (negative
+-- for a short: the cash received). A fill's cash flow is qty x price rounded to the cent, minus/plus the fee. Closing
+-- part of a position removes the same fraction of the cost basis; realized P&L is the cash flow of the closing part
+-- minus the basis removed. Hence realized + unrealized = cash flows + market value = equity - net deposits, exactly.
+
+ALTER TABLE positions ADD COLUMN cost_basis numeric(28, 4) NOT NULL DEFAULT 0;
+ALTER TABLE positions ADD CONSTRAINT positions_flat_has_no_basis CHECK (qty <> 0 OR cost_basis = 0);
+ALTER TABLE orders ADD COLUMN triggered_at timestamptz;
+ALTER TABLE orders ADD CONSTRAINT orders_trigger_needs_stop CHECK (triggered_at IS NULL OR stop_price IS NOT NULL);
+
+-- Writes to orders and portfolios go through the functions below, which validate and audit.
+REVOKE INSERT, UPDATE ON orders FROM tradedesk_user;
+REVOKE INSERT ON portfolios FROM tradedesk_user;
+REVOKE UPDATE ON portfolios FROM tradedesk_user;
+GRANT UPDATE (name, is_default, allow_short) ON portfolios TO tradedesk_user;
+
+CREATE FUNCTION td_fail(p_code text, p_message text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = p_message, HINT = p_code;
+END
+$$;
+
+CREATE FUNCTION td_current_user() RETURNS uuid LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v uuid := nullif(current_setting('app.user_id', true), '')::uuid;
+BEGIN
+    IF v IS NULL THEN
+        PERFORM td_fail('not_signed_in', 'No user is signed in for this request.');
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- Round to a multiple of p_step, half to even: the app's one rounding rule (SQL's round() goes half away from zero).
+CREATE FUNCTION td_round_to(p_value numeric, p_step numeric) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN abs(x - trunc(x)) = 0.5 AND trunc(x) % 2 = 0 THEN trunc(x) ELSE round(x) END * p_step
+      FROM (SELECT p_value / p_step AS x) q
+$$;
+
+-- Apply one fill of the order's whole remaining quantity at p_price. Returns the fill, or NULL when the order is no
+-- longer open (a cancel got there first: exactly one of them wins, serialised on the order's row lock). A fill the
+-- portfolio can't pay for any more (the price ran away from the reservation) rejects the order instead.
+CREATE FUNCTION apply_fill(p_order_id uuid, p_price numeric, p_at timestamptz, p_fee_bps numeric)
+RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    o orders;
+    p positions;
+    f fills;
+    v_qty numeric;
+    v_signed numeric;
+    v_gross numeric;
+    v_fee numeric;
+    v_flow numeric;
+    v_closed numeric := 0;
+    v_close_flow numeric := 0;
+    v_removed numeric := 0;
+    v_cash numeric;
+    v_seq integer;
+BEGIN
+    SELECT * INTO o FROM orders WHERE id = p_order_id FOR UPDATE;
+    IF NOT FOUND OR o.status NOT IN ('new', 'partially_filled') THEN
+        RETURN NULL;
+    END IF;
+    v_qty := o.qty - o.filled_qty;
+    v_gross := td_round_to(v_qty * p_price, 0.01);
+    v_fee := td_round_to(v_gross * p_fee_bps / 10000, 0.01);
+    v_signed := CASE o.side WHEN 'buy' THEN v_qty ELSE -v_qty END;
+    v_flow := CASE o.side WHEN 'buy' THEN -(v_gross + v_fee) ELSE v_gross - v_fee END;
+
+    SELECT cash INTO v_cash FROM portfolios WHERE id = o.portfolio_id FOR UPDATE;
+    IF v_cash + v_flow < 0 THEN
+        UPDATE orders SET status = 'rejected', reject_reason = 'Not enough cash to pay for the fill.',
+                          updated_at = p_at
+         WHERE id = o.id;
+        INSERT INTO audit_log (user_id, actor, action, detail)
+        VALUES (o.user_id, 'system:broker', 'order.rejected',
+                jsonb_build_object('order_id', o.id, 'reason', 'insufficient_cash_at_fill', 'price', p_price));
+        RETURN NULL;
+    END IF;
+
+    SELECT * INTO p FROM positions WHERE portfolio_id = o.portfolio_id AND symbol = o.symbol FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO positions (user_id, portfolio_id, symbol, qty, avg_cost, cost_basis, opened_at, updated_at)
+        VALUES (o.user_id, o.portfolio_id, o.symbol, 0, 0, 0, p_at, p_at)
+        RETURNING * INTO p;
+    END IF;
+    IF p.qty <> 0 AND sign(p.qty) <> sign(v_signed) THEN
+        v_closed := least(abs(v_signed), abs(p.qty));
+        v_close_flow := CASE WHEN v_closed = abs(v_signed) THEN v_flow ELSE td_round_to(v_flow * v_closed / abs(v_signed), 0.0001) END;
+        v_removed := CASE WHEN v_closed = abs(p.qty) THEN p.cost_basis
+                          ELSE td_round_to(p.cost_basis * v_closed / abs(p.qty), 0.0001) END;
+    END IF;
+    p.realized_pnl := p.realized_pnl + v_close_flow - v_removed;
+    -- What the fill doesn't close opens (or adds to) a position: its cash flow becomes basis.
+    p.cost_basis := p.cost_basis - v_removed - (v_flow - v_close_flow);
+    IF p.qty = 0 THEN
+        p.opened_at := p_at;
+    END IF;
+    p.qty := p.qty + v_signed;
+    IF p.qty = 0 THEN
+        p.cost_basis := 0;
+    END IF;
+    p.avg_cost := CASE WHEN p.qty = 0 THEN 0 ELSE abs(p.cost_basis / p.qty) END;
+    UPDATE positions SET qty = p.qty, avg_cost = p.avg_cost, cost_basis = p.cost_basis,
+                         realized_pnl = p.realized_pnl, opened_at = p.opened_at, updated_at = p_at
+     WHERE portfolio_id = p.portfolio_id AND symbol = p.symbol;
+
+    SELECT count(*) + 1 INTO v_seq FROM fills WHERE order_id = o.id;
+    INSERT INTO fills (user_id, order_id, portfolio_id, seq, symbol, side, qty, price, gross, fee, executed_at)
+    VALUES (o.user_id, o.id, o.portfolio_id, v_seq, o.symbol, o.side, v_qty, p_price, v_gross, v_fee, p_at)
+    RETURNING * INTO f;
+    UPDATE portfolios SET cash = cash + v_flow WHERE id = o.portfolio_id;
+    INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, fill_id, created_at)
+    VALUES (o.user_id, o.portfolio_id, v_flow, 'trade', f.id, p_at);
+    UPDATE orders SET filled_qty = o.qty,
+                      avg_fill_price = (coalesce(o.avg_fill_price, 0) * o.filled_qty + p_price * v_qty) / o.qty,
+                      status = 'filled', filled_at = p_at, updated_at = p_at
+     WHERE id = o.id;
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    VALUES (o.user_id, 'system:broker', 'order.filled',
+            jsonb_build_object('order_id', o.id, 'fill_id', f.id, 'qty', v_qty, 'price', p_price, 'fee', v_fee));
+    RETURN f;
+END
+$$;
+
+-- A stop-limit order whose stop was hit becomes a limit order.
+CREATE FUNCTION trigger_stop(p_order_id uuid, p_at timestamptz) RETURNS orders
+LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    o orders;
+BEGIN
+    UPDATE orders SET triggered_at = p_at, updated_at = p_at
+     WHERE id = p_order_id AND status IN ('new', 'partially_filled') AND triggered_at IS NULL
+    RETURNING * INTO o;
+    IF FOUND THEN
+        INSERT INTO audit_log (user_id, actor, action, detail)
+        VALUES (o.user_id, 'system:broker', 'order.triggered', jsonb_build_object('order_id', o.id));
+    END IF;
+    RETURN o;
+END
+$$;
+
+CREATE FUNCTION place_order(
+    p_portfolio_id uuid, p_client_order_id text, p_symbol text, p_side text, p_type text, p_tif text,
+    p_qty numeric, p_limit numeric, p_stop numeric, p_proposal_id uuid,
+    p_session_open boolean, p_expires_at timestamptz, p_now timestamptz,
+    p_stale_after interval, p_fee_bps numeric, p_slippage_bps numeric
+) RETURNS orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    v_user uuid := td_current_user();
+    i instruments;
+    pf portfolios;
+    o orders;
+    lp last_prices;
+    v_fresh boolean;
+    v_ref numeric;
+    v_fill_price numeric;
+    v_reserved numeric;
+    v_held numeric;
+    v_open_sells numeric;
+    v_marketable boolean;
+BEGIN
+    IF p_side NOT IN ('buy', 'sell') THEN
+        PERFORM td_fail('invalid_order', 'Side must be buy or sell.');
+    END IF;
+    IF p_type NOT IN ('market', 'limit', 'stop', 'stop_limit') THEN
+        PERFORM td_fail('invalid_order', 'Order type must be market, limit, stop or stop_limit.');
+    END IF;
+    IF p_tif NOT IN ('day', 'gtc', 'ioc') THEN
+        PERFORM td_fail('invalid_order', 'Time in force must be day, gtc or ioc.');
+    END IF;
+    SELECT * INTO i FROM instruments WHERE symbol = upper(p_symbol) AND active;
+    IF NOT FOUND THEN
+        PERFORM td_fail('unknown_symbol', format('%s is not a symbol TradeDesk trades.', upper(p_symbol)));
+    END IF;
+    IF p_qty IS NULL OR p_qty <= 0 THEN
+        PERFORM td_fail('invalid_quantity', 'The quantity must be greater than zero.');
+    END IF;
+    IF p_qty % i.lot_size <> 0 THEN
+        PERFORM td_fail('invalid_quantity',
+            format('%s trades in multiples of %s.', i.symbol, trim_scale(i.lot_size)));
+    END IF;
+    IF (p_type IN ('limit', 'stop_limit')) <> (p_limit IS NOT NULL) THEN
+        PERFORM td_fail('invalid_order', CASE WHEN p_limit IS NULL THEN 'This order type needs a limit price.'
+                                               ELSE 'Only limit and stop-limit orders take a limit price.' END);
+    END IF;
+    IF (p_type IN ('stop', 'stop_limit')) <> (p_stop IS NOT NULL) THEN
+        PERFORM td_fail('invalid_order', CASE WHEN p_stop IS NULL THEN 'This order type needs a stop price.'
+                                               ELSE 'Only stop and stop-limit orders take a stop price.' END);
+    END IF;
+    IF p_limit <= 0 OR p_stop <= 0 THEN
+        PERFORM td_fail('invalid_price', 'Prices must be greater than zero.');
+    END IF;
+    IF p_limit % i.tick_size <> 0 OR p_stop % i.tick_size <> 0 THEN
+        PERFORM td_fail('invalid_price',
+            format('%s prices move in steps of %s.', i.symbol, trim_scale(i.tick_size)));
+    END IF;
+    IF p_tif = 'ioc' AND p_type NOT IN ('market', 'limit') THEN
+        PERFORM td_fail('invalid_order', 'Immediate-or-cancel is only for market and limit orders.');
+    END IF;
+
+    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM td_fail('not_found', 'That portfolio does not exist.');
+    END IF;
+
+    -- A retried submission returns the first order, whatever it says this time.
+    SELECT * INTO o FROM orders WHERE user_id = v_user AND client_order_id = p_client_order_id;
+    IF FOUND THEN
+        RETURN o;
+    END IF;
+
+    IF NOT p_session_open AND p_tif = 'ioc' THEN
+        PERFORM td_fail('market_closed',
+            format('The %s market is closed; an immediate-or-cancel order can''t wait for the open.', i.symbol));
+    END IF;
+    SELECT * INTO lp FROM last_prices WHERE symbol = i.symbol;
+    v_fresh := FOUND AND lp.ts >= p_now - p_stale_after;
+    IF p_session_open AND NOT v_fresh THEN
+        PERFORM td_fail('quote_unavailable',
+            format('There is no recent price for %s right now; try again in a moment.', i.symbol));
+    END IF;
+    IF lp.price IS NULL THEN
+        PERFORM td_fail('quote_unavailable', format('There is no price for %s yet.', i.symbol));
+    END IF;
+    IF v_fresh AND p_type IN ('stop', 'stop_limit') THEN
+        IF p_side = 'buy' AND p_stop <= lp.price THEN
+            PERFORM td_fail('invalid_price', format('A buy stop must be above the current price (%s).',
+                            trim_scale(lp.price)));
+        ELSIF p_side = 'sell' AND p_stop >= lp.price THEN
+            PERFORM td_fail('invalid_price', format('A sell stop must be below the current price (%s).',
+                            trim_scale(lp.price)));
+        END IF;
+    END IF;
+
+    -- The price the order is reserved and checked at: what it will at most pay (buy) or at least get (sell).
+    v_ref := CASE p_type WHEN 'market' THEN lp.price * (1 + p_slippage_bps / 10000)
+                         WHEN 'stop' THEN p_stop * (1 + p_slippage_bps / 10000)
+                         ELSE p_limit END;
+    IF p_qty * least(v_ref, lp.price) < 1 THEN
+        PERFORM td_fail('invalid_quantity', 'The smallest order TradeDesk takes is worth $1.00.');
+    END IF;
+    IF p_side = 'buy' THEN
+        SELECT coalesce(sum((x.qty - x.filled_qty) * coalesce(x.limit_price, x.stop_price, xp.price)
+                            * (1 + p_fee_bps / 10000)), 0)
+          INTO v_reserved
+          FROM orders x LEFT JOIN last_prices xp ON xp.symbol = x.symbol
+         WHERE x.portfolio_id = pf.id AND x.user_id = v_user AND x.side = 'buy'
+           AND x.status IN ('new', 'partially_filled');
+        IF p_qty * v_ref * (1 + p_fee_bps / 10000) > pf.cash - v_reserved THEN
+            PERFORM td_fail('insufficient_buying_power',
+                format('Not enough buying power: this order needs about $%s and $%s is available.',
+                       to_char(round(p_qty * v_ref * (1 + p_fee_bps / 10000), 2), 'FM999,999,999,990.00'),
+                       to_char(greatest(pf.cash - v_reserved, 0), 'FM999,999,999,990.00')));
+        END IF;
+    ELSIF NOT pf.allow_short THEN
+        SELECT coalesce(max(qty), 0) INTO v_held FROM positions WHERE portfolio_id = pf.id AND symbol = i.symbol;
+        SELECT coalesce(sum(qty - filled_qty), 0) INTO v_open_sells FROM orders
+         WHERE portfolio_id = pf.id AND user_id = v_user AND symbol = i.symbol AND side = 'sell'
+           AND status IN ('new', 'partially_filled');
+        IF p_qty > v_held - v_open_sells THEN
+            PERFORM td_fail('insufficient_position',
+                format('You can sell at most %s %s (%s held, %s already in open sell orders).',
+                       trim_scale(greatest(v_held - v_open_sells, 0)), i.symbol, trim_scale(v_held),
+                       trim_scale(v_open_sells)));
+        END IF;
+    END IF;
+
+    INSERT INTO orders (user_id, portfolio_id, client_order_id, proposal_id, symbol, side, type, tif, qty,
+                        limit_price, stop_price, quote_price, expires_at, created_at, updated_at)
+    VALUES (v_user, pf.id, p_client_order_id, p_proposal_id, i.symbol, p_side, p_type, p_tif, p_qty,
+            p_limit, p_stop, lp.price, CASE WHEN p_tif = 'day' THEN p_expires_at END, p_now, p_now)
+    ON CONFLICT (user_id, client_order_id) DO NOTHING
+    RETURNING * INTO o;
+    IF NOT FOUND THEN  -- the same client_order_id committed by a concurrent submission
+        SELECT * INTO o FROM orders WHERE user_id = v_user AND client_order_id = p_client_order_id;
+        RETURN o;
+    END IF;
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    VALUES (v_user, 'user', 'order.placed', jsonb_build_object('order_id', o.id, 'symbol', o.symbol,
+            'side', o.side, 'type', o.type, 'tif', o.tif, 'qty', o.qty, 'limit', o.limit_price,
+            'stop', o.stop_price, 'quote', lp.price));
+
+    IF p_session_open AND p_type IN ('market', 'limit') THEN
+        v_fill_price := td_round_to(lp.price * (1 + CASE p_side WHEN 'buy' THEN 1 ELSE -1 END
+                                                    * p_slippage_bps / 10000), i.tick_size);
+        v_marketable := p_type = 'market'
+                        OR (p_side = 'buy' AND lp.price <= p_limit) OR (p_side = 'sell' AND lp.price >= p_limit);
+        IF v_marketable THEN
+            IF p_type = 'limit' THEN  -- never worse than the limit
+                v_fill_price := CASE p_side WHEN 'buy' THEN least(v_fill_price, p_limit)
+                                            ELSE greatest(v_fill_price, p_limit) END;
+            END IF;
+            PERFORM apply_fill(o.id, v_fill_price, p_now, p_fee_bps);
+        ELSIF p_tif = 'ioc' THEN
+            UPDATE orders SET status = 'canceled', canceled_at = p_now, updated_at = p_now WHERE id = o.id;
+            INSERT INTO audit_log (user_id, actor, action, detail)
+            VALUES (v_user, 'system:broker', 'order.canceled',
+                    jsonb_build_object('order_id', o.id, 'reason', 'ioc_not_marketable'));
+        END IF;
+        SELECT * INTO o FROM orders WHERE id = o.id;
+    END IF;
+    IF o.status IN ('new', 'partially_filled') THEN
+        -- The worker's resting-order index follows this; delivered when (and only if) we commit.
+        PERFORM pg_notify('tradedesk_changes', 'orders:' || o.id);
+    END IF;
+    RETURN o;
+END
+$$;
+
+CREATE FUNCTION cancel_order(p_order_id uuid, p_now timestamptz) RETURNS orders
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    v_user uuid := td_current_user();
+    o orders;
+BEGIN
+    SELECT * INTO o FROM orders WHERE id = p_order_id AND user_id = v_user FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM td_fail('not_found', 'That order does not exist.');
+    END IF;
+    IF o.status NOT IN ('new', 'partially_filled') THEN
+        PERFORM td_fail('order_not_open', format('That order is already %s.', o.status));
+    END IF;
+    UPDATE orders SET status = 'canceled', canceled_at = p_now, updated_at = p_now WHERE id = o.id
+    RETURNING * INTO o;
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    VALUES (v_user, 'user', 'order.canceled', jsonb_build_object('order_id', o.id));
+    PERFORM pg_notify('tradedesk_changes', 'orders:' || o.id);
+    RETURN o;
+END
+$$;
+
+-- DAY orders whose session has closed. For the worker's scheduler (system_scope).
+CREATE FUNCTION expire_orders(p_now timestamptz) RETURNS SETOF orders
+LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+BEGIN
+    RETURN QUERY
+    WITH expired AS (
+        UPDATE orders SET status = 'expired', updated_at = p_now
+         WHERE status IN ('new', 'partially_filled') AND expires_at <= p_now
+        RETURNING *
+    ), audited AS (
+        INSERT INTO audit_log (user_id, actor, action, detail)
+        SELECT user_id, 'system:scheduler', 'order.expired', jsonb_build_object('order_id', id) FROM expired
+    )
+    SELECT * FROM expired;
+END
+$$;
+
+-- Paper cash: open a portfolio with starting cash, deposit, withdraw, reset.
+CREATE FUNCTION open_portfolio(p_name text, p_cash numeric, p_allow_short boolean) RETURNS portfolios
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    v_user uuid := td_current_user();
+    pf portfolios;
+BEGIN
+    IF p_cash < 0 OR p_cash > 100000000 THEN
+        PERFORM td_fail('invalid_amount', 'Starting cash must be between $0 and $100,000,000.');
+    END IF;
+    INSERT INTO portfolios (user_id, name, cash, is_default, allow_short)
+    VALUES (v_user, p_name, 0, NOT EXISTS (SELECT 1 FROM portfolios WHERE user_id = v_user AND is_default),
+            p_allow_short)
+    ON CONFLICT (user_id, name) DO NOTHING
+    RETURNING * INTO pf;
+    IF NOT FOUND THEN
+        PERFORM td_fail('already_exists', format('You already have a portfolio named %s.', p_name));
+    END IF;
+    IF p_cash > 0 THEN
+        UPDATE portfolios SET cash = p_cash WHERE id = pf.id RETURNING * INTO pf;
+        INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, note)
+        VALUES (v_user, pf.id, p_cash, 'deposit', 'starting cash');
+    END IF;
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    VALUES (v_user, 'user', 'portfolio.opened', jsonb_build_object('portfolio_id', pf.id, 'cash', p_cash));
+    RETURN pf;
+END
+$$;
+
+CREATE FUNCTION move_cash(p_portfolio_id uuid, p_amount numeric, p_note text) RETURNS portfolios
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    v_user uuid := td_current_user();
+    pf portfolios;
+    v_reserved numeric;
+BEGIN
+    IF p_amount = 0 OR abs(p_amount) > 100000000 OR p_amount <> round(p_amount, 2) THEN
+        PERFORM td_fail('invalid_amount', 'The amount must be a non-zero number of dollars and cents up to $100,000,000.');
+    END IF;
+    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM td_fail('not_found', 'That portfolio does not exist.');
+    END IF;
+    IF p_amount < 0 THEN
+        SELECT coalesce(sum((x.qty - x.filled_qty) * coalesce(x.limit_price, x.stop_price, xp.price)), 0)
+          INTO v_reserved
+          FROM orders x LEFT JOIN last_prices xp ON xp.symbol = x.symbol
+         WHERE x.portfolio_id = pf.id AND x.side = 'buy' AND x.status IN ('new', 'partially_filled');
+        IF pf.cash - v_reserved + p_amount < 0 THEN
+            PERFORM td_fail('insufficient_cash',
+                format('You can withdraw at most $%s (cash not held for open buy orders).',
+                       to_char(greatest(pf.cash - v_reserved, 0), 'FM999,999,999,990.00')));
+        END IF;
+    END IF;
+    UPDATE portfolios SET cash = cash + p_amount WHERE id = pf.id RETURNING * INTO pf;
+    INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, note)
+    VALUES (v_user, pf.id, p_amount, CASE WHEN p_amount > 0 THEN 'deposit' ELSE 'withdrawal' END, p_note);
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    VALUES (v_user, 'user', CASE WHEN p_amount > 0 THEN 'portfolio.deposit' ELSE 'portfolio.withdrawal' END,
+            jsonb_build_object('portfolio_id', pf.id, 'amount', p_amount));
+    RETURN pf;
+END
+$$;
+
+-- Start a portfolio over: open orders canceled, positions closed out of the books, cash set to p_cash.
+-- Fills and the ledger keep their history; the reset itself is a ledger row.
+CREATE FUNCTION reset_portfolio(p_portfolio_id uuid, p_cash numeric, p_now timestamptz) RETURNS portfolios
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    v_user uuid := td_current_user();
+    pf portfolios;
+BEGIN
+    IF p_cash < 0 OR p_cash > 100000000 THEN
+        PERFORM td_fail('invalid_amount', 'Starting cash must be between $0 and $100,000,000.');
+    END IF;
+    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM td_fail('not_found', 'That portfolio does not exist.');
+    END IF;
+    UPDATE orders SET status = 'canceled', canceled_at = p_now, updated_at = p_now
+     WHERE portfolio_id = pf.id AND status IN ('new', 'partially_filled');
+    DELETE FROM positions WHERE portfolio_id = pf.id;
+    IF p_cash <> pf.cash THEN
+        INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, note)
+        VALUES (v_user, pf.id, p_cash - pf.cash, 'reset', 'portfolio reset');
+    END IF;
+    UPDATE portfolios SET cash = p_cash WHERE id = pf.id RETURNING * INTO pf;
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    VALUES (v_user, 'user', 'portfolio.reset', jsonb_build_object('portfolio_id', pf.id, 'cash', p_cash));
+    PERFORM pg_notify('tradedesk_changes', 'portfolios:' || pf.id);
+    RETURN pf;
+END
+$$;
+
+-- Ownership and privileges: definer functions run as tradedesk_system; only they are callable by users.
+GRANT CREATE ON SCHEMA tradedesk TO tradedesk_system;
+ALTER FUNCTION place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean,
+                           timestamptz, timestamptz, interval, numeric, numeric) OWNER TO tradedesk_system;
+ALTER FUNCTION cancel_order(uuid, timestamptz) OWNER TO tradedesk_system;
+ALTER FUNCTION open_portfolio(text, numeric, boolean) OWNER TO tradedesk_system;
+ALTER FUNCTION move_cash(uuid, numeric, text) OWNER TO tradedesk_system;
+ALTER FUNCTION reset_portfolio(uuid, numeric, timestamptz) OWNER TO tradedesk_system;
+REVOKE CREATE ON SCHEMA tradedesk FROM tradedesk_system;
+
+REVOKE ALL ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    apply_fill(uuid, numeric, timestamptz, numeric), trigger_stop(uuid, timestamptz), expire_orders(timestamptz),
+    place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean, timestamptz,
+                timestamptz, interval, numeric, numeric),
+    cancel_order(uuid, timestamptz), open_portfolio(text, numeric, boolean), move_cash(uuid, numeric, text),
+    reset_portfolio(uuid, numeric, timestamptz)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    apply_fill(uuid, numeric, timestamptz, numeric), trigger_stop(uuid, timestamptz), expire_orders(timestamptz)
+    TO tradedesk_system;
+GRANT EXECUTE ON FUNCTION
+    place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean, timestamptz,
+                timestamptz, interval, numeric, numeric),
+    cancel_order(uuid, timestamptz), open_portfolio(text, numeric, boolean), move_cash(uuid, numeric, text),
+    reset_portfolio(uuid, numeric, timestamptz)
+    TO tradedesk_user;
