@@ -35,13 +35,11 @@ def parse_decimal(text: str | int | Decimal, what: str = "number") -> Decimal:
             raise ValueError(f"The {what} must be a number, like 10 or 0.5 (got {text.strip()[:20]!r}).") from None
     if not value.is_finite():
         raise ValueError(f"The {what} must be a finite number.")
-    sign, digits, exponent = value.as_tuple()
+    _, digits, exponent = value.normalize(CONTEXT).as_tuple()
     assert isinstance(exponent, int)
-    scale = max(0, -exponent)
-    integer_digits = len(digits) + exponent if exponent < 0 else len(digits) + exponent
-    if scale > _MAX_SCALE:
+    if -exponent > _MAX_SCALE:
         raise ValueError(f"The {what} can have at most {_MAX_SCALE} decimals.")
-    if integer_digits > _MAX_INTEGER_DIGITS:
+    if len(digits) + exponent > _MAX_INTEGER_DIGITS:
         raise ValueError(f"The {what} is too large.")
     return value
 
