@@ -1,0 +1,223 @@
+"""The worker's matcher on the real database: resting orders filled by ticks, changes followed across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from core.db.database import Database, raw_connection
+from core.db.listen import ChangeListener
+from core.market.ticks import Tick
+from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
+from core.orders.matching import Matcher
+from core.orders.models import Order
+from core.orders.paper import PaperBroker
+from tests.conftest import PgCluster
+from tests.core.orders.conftest import Clock
+
+D = Decimal
+
+
+def tick(symbol: str, price: str, clock: Clock) -> Tick:
+    return Tick(symbol, D(price), D(1), clock(), "sim")
+
+
+async def place(db: Database, broker: PaperBroker, user: UUID, pf: UUID, **kw: Any) -> Order:
+    kw.setdefault("tif", TimeInForce.GTC)
+    async with db.user_scope(user) as s:
+        return await broker.submit(s, OrderRequest(portfolio_id=pf, **kw))
+
+
+async def status(db: Database, user: UUID, order_id: UUID) -> tuple[str, Decimal | None]:
+    async with db.user_scope(user) as s:
+        row = await (await raw_connection(s)).fetchrow(
+            "SELECT status, avg_fill_price FROM orders WHERE id = $1", order_id
+        )
+    return row["status"], row["avg_fill_price"]
+
+
+@pytest.fixture
+async def matcher(db: Database, broker: PaperBroker, market: Any) -> Matcher:
+    m = Matcher(db, broker.hours, broker.costs)
+    await m.reload()
+    return m
+
+
+@pytest.fixture
+async def following(matcher: Matcher, db: Database) -> AsyncIterator[ChangeListener]:
+    listener = ChangeListener(db, name="test-matching", on_change=matcher.on_change, on_connect=matcher.reload)
+    task = asyncio.create_task(listener.run())
+    await asyncio.wait_for(listener.connected.wait(), 10)
+    yield listener
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def eventually(predicate: Any, within_s: float = 5.0) -> None:
+    """Wait for state that another task (the listener) changes; fail after `within_s`."""
+    async with asyncio.timeout(within_s):
+        while not predicate():  # noqa: ASYNC110 -- the state has no event to wait on
+            await asyncio.sleep(0.02)
+
+
+async def test_resting_orders_loaded_at_start_fill_when_a_tick_crosses_them(
+    db: Database, broker: PaperBroker, trader: tuple[UUID, UUID], clock: Clock
+) -> None:
+    user, pf = trader
+    buy = await place(
+        db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(2), limit_price=D("195.00")
+    )
+    matcher = Matcher(db, broker.hours, broker.costs)
+    await matcher.reload()
+    assert buy.id in matcher.book
+    await matcher.on_tick(tick("AAPL", "195.01", clock))
+    assert await status(db, user, buy.id) == ("new", None)
+    await matcher.on_tick(tick("AAPL", "194.50", clock))  # through the limit: filled at the better price
+    assert await status(db, user, buy.id) == ("filled", D("194.50"))
+    assert buy.id not in matcher.book and matcher.fills == 1
+
+
+async def test_stops_become_market_orders_with_slippage(
+    db: Database,
+    broker: PaperBroker,
+    trader: tuple[UUID, UUID],
+    matcher: Matcher,
+    following: ChangeListener,
+    clock: Clock,
+) -> None:
+    user, pf = trader
+    await place(db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.MARKET, qty=D(5))
+    stop = await place(
+        db, broker, user, pf, symbol="AAPL", side=Side.SELL, type=OrderType.STOP, qty=D(5), stop_price=D("190.00")
+    )
+    await eventually(lambda: stop.id in matcher.book)
+    await matcher.on_tick(tick("AAPL", "189.00", clock))
+    assert await status(db, user, stop.id) == ("filled", D("188.91"))  # 189.00 - 5 bps = 188.9055 -> 188.91
+
+
+async def test_a_stop_limit_triggers_then_rests_as_a_limit(
+    db: Database,
+    broker: PaperBroker,
+    trader: tuple[UUID, UUID],
+    matcher: Matcher,
+    following: ChangeListener,
+    clock: Clock,
+) -> None:
+    user, pf = trader
+    order = await place(
+        db,
+        broker,
+        user,
+        pf,
+        symbol="AAPL",
+        side=Side.BUY,
+        type=OrderType.STOP_LIMIT,
+        qty=D(1),
+        stop_price=D("205.00"),
+        limit_price=D("206.00"),
+    )
+    await eventually(lambda: order.id in matcher.book)
+    await matcher.on_tick(tick("AAPL", "207.00", clock))  # stop hit, but above the limit: now a resting limit
+    assert await status(db, user, order.id) == ("new", None)
+    resting = matcher.book.get(order.id)
+    assert resting is not None and resting.triggered
+    await matcher.on_tick(tick("AAPL", "205.50", clock))
+    assert await status(db, user, order.id) == ("filled", D("205.50"))
+
+
+async def test_the_matcher_follows_orders_placed_and_canceled_by_any_process(
+    db: Database,
+    broker: PaperBroker,
+    trader: tuple[UUID, UUID],
+    matcher: Matcher,
+    following: ChangeListener,
+    clock: Clock,
+) -> None:
+    user, pf = trader
+    order = await place(
+        db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D("150.00")
+    )
+    await eventually(lambda: order.id in matcher.book)
+    async with db.user_scope(user) as s:
+        await broker.cancel(s, order.id)
+    await eventually(lambda: order.id not in matcher.book)
+    await matcher.on_tick(tick("AAPL", "149.00", clock))
+    assert await status(db, user, order.id) == ("canceled", None)
+
+
+async def test_an_order_canceled_before_the_index_heard_of_it_does_not_fill(
+    db: Database, broker: PaperBroker, trader: tuple[UUID, UUID], matcher: Matcher, clock: Clock
+) -> None:
+    user, pf = trader
+    order = await place(
+        db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D("150.00")
+    )
+    await matcher.reload()
+    async with db.user_scope(user) as s:
+        await broker.cancel(s, order.id)  # no listener: the index still holds it
+    await matcher.on_tick(tick("AAPL", "149.00", clock))
+    assert await status(db, user, order.id) == ("canceled", None) and matcher.fills == 0
+
+
+async def test_equities_do_not_fill_outside_regular_hours(
+    db: Database, broker: PaperBroker, trader: tuple[UUID, UUID], matcher: Matcher, clock: Clock
+) -> None:
+    user, pf = trader
+    order = await place(
+        db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D("195.00")
+    )
+    await matcher.reload()
+    clock.at = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)  # 18:00 in New York
+    await matcher.on_tick(tick("AAPL", "190.00", clock))
+    assert await status(db, user, order.id) == ("new", None) and order.id in matcher.book
+
+
+async def test_market_orders_placed_while_closed_fill_on_the_first_tick_of_the_open(
+    db: Database, broker: PaperBroker, trader: tuple[UUID, UUID], matcher: Matcher, clock: Clock, market: Any
+) -> None:
+    user, pf = trader
+    clock.at = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)  # 08:00 in New York, before the open
+    await market("AAPL", "200.00", age_s=3600)
+    order = await place(db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.MARKET, qty=D(1))
+    await matcher.reload()
+    await matcher.on_tick(tick("AAPL", "201.00", clock))
+    assert await status(db, user, order.id) == ("new", None)
+    clock.at = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)  # 09:30: the open
+    await matcher.on_tick(tick("AAPL", "202.00", clock))
+    assert await status(db, user, order.id) == ("filled", D("202.10"))
+
+
+async def test_after_losing_its_connection_the_listener_reloads_what_it_missed(
+    db: Database,
+    broker: PaperBroker,
+    trader: tuple[UUID, UUID],
+    matcher: Matcher,
+    following: ChangeListener,
+    pg: PgCluster,
+    db_name: str,
+) -> None:
+    user, pf = trader
+    admin = await asyncpg.connect(pg.superuser_url)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+            db_name,
+        )
+        assert killed >= 1
+    finally:
+        await admin.close()
+    await eventually(lambda: not following.connected.is_set())
+    order = await place(
+        db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D("150.00")
+    )
+    await asyncio.wait_for(following.connected.wait(), 10)
+    await eventually(lambda: order.id in matcher.book)
