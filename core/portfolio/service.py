@@ -1,0 +1,265 @@
+"""Portfolios: several per user, paper cash in and out, and a valuation a trader can trust to the cent.
+
+Cost basis is average cost, fees included: a position's basis is what its open quantity cost; selling part of it
+takes the same fraction of the basis. So for every portfolio, exactly:
+    equity = cash + market value
+    realized P&L + unrealized P&L = equity - net deposits
+Values are kept exact here and rounded to the cent only when shown. Prices come from last_prices in the same
+transaction as the positions, so a valuation is one consistent snapshot; each carries its "as of" time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.db.database import raw_connection
+from core.errors import Conflict, InvalidInput, NotFound
+from core.orders.paper import call
+from core.portfolio.models import Portfolio
+
+COST_BASIS_METHOD = "average cost (fees included)"
+DEFAULT_NAME = "Main"
+_MAX_NAME = 40
+
+
+@dataclass(frozen=True)
+class PositionView:
+    symbol: str
+    qty: Decimal
+    avg_cost: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    price: Decimal | None
+    price_as_of: datetime | None
+    price_source: str | None
+    stale: bool
+    market_value: Decimal | None
+    unrealized_pnl: Decimal | None
+
+
+@dataclass(frozen=True)
+class PortfolioView:
+    id: UUID
+    name: str
+    currency: str
+    cash: Decimal
+    positions: list[PositionView]
+    market_value: Decimal
+    equity: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    net_deposits: Decimal
+    day_change: Decimal | None
+    as_of: datetime
+    simulated: bool
+    complete: bool  # False when a held symbol has no price at all (its value is left out)
+    cost_basis_method: str = COST_BASIS_METHOD
+
+
+def _name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not 1 <= len(cleaned) <= _MAX_NAME:
+        raise InvalidInput(f"A portfolio name is 1 to {_MAX_NAME} characters.")
+    return cleaned
+
+
+def _portfolio(row: asyncpg.Record) -> Portfolio:
+    return Portfolio.model_validate(dict(row))
+
+
+async def open_portfolio(
+    session: AsyncSession, name: str, starting_cash: Decimal, *, allow_short: bool = False
+) -> Portfolio:
+    conn = await raw_connection(session)
+    row = await call(conn, "SELECT * FROM open_portfolio($1, $2, $3)", _name(name), starting_cash, allow_short)
+    assert row is not None
+    return _portfolio(row)
+
+
+async def list_portfolios(session: AsyncSession) -> list[Portfolio]:
+    conn = await raw_connection(session)
+    rows = await conn.fetch("SELECT * FROM portfolios WHERE archived_at IS NULL ORDER BY is_default DESC, created_at")
+    return [_portfolio(r) for r in rows]
+
+
+async def default_portfolio(session: AsyncSession, starting_cash: Decimal, *, allow_short: bool = False) -> Portfolio:
+    """The user's default portfolio, opened with the starting cash on first use."""
+    conn = await raw_connection(session)
+    row = await conn.fetchrow("SELECT * FROM portfolios WHERE is_default AND archived_at IS NULL")
+    if row is not None:
+        return _portfolio(row)
+    try:
+        return await open_portfolio(session, DEFAULT_NAME, starting_cash, allow_short=allow_short)
+    except Conflict:
+        raise Conflict("Your default portfolio is being set up; try again.") from None
+
+
+async def find_portfolio(session: AsyncSession, name: str | None, starting_cash: Decimal) -> Portfolio:
+    """The portfolio called `name` (case-insensitive), or the default one when no name is given."""
+    if name is None or not name.strip():
+        return await default_portfolio(session, starting_cash)
+    conn = await raw_connection(session)
+    row = await conn.fetchrow(
+        "SELECT * FROM portfolios WHERE lower(name) = lower($1) AND archived_at IS NULL", " ".join(name.split())
+    )
+    if row is None:
+        raise NotFound(f"You have no portfolio named {name.strip()[:_MAX_NAME]}.")
+    return _portfolio(row)
+
+
+async def rename_portfolio(session: AsyncSession, portfolio_id: UUID, name: str) -> Portfolio:
+    conn = await raw_connection(session)
+    try:
+        row = await conn.fetchrow(
+            "UPDATE portfolios SET name = $2 WHERE id = $1 AND archived_at IS NULL RETURNING *",
+            portfolio_id,
+            _name(name),
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"You already have a portfolio named {_name(name)}.") from None
+    if row is None:
+        raise NotFound("That portfolio does not exist.")
+    return _portfolio(row)
+
+
+async def deposit(session: AsyncSession, portfolio_id: UUID, amount: Decimal) -> Portfolio:
+    if amount <= 0:
+        raise InvalidInput("A deposit must be a positive amount.")
+    return await _move_cash(session, portfolio_id, amount, "deposit")
+
+
+async def withdraw(session: AsyncSession, portfolio_id: UUID, amount: Decimal) -> Portfolio:
+    if amount <= 0:
+        raise InvalidInput("A withdrawal must be a positive amount.")
+    return await _move_cash(session, portfolio_id, -amount, "withdrawal")
+
+
+async def _move_cash(session: AsyncSession, portfolio_id: UUID, amount: Decimal, note: str) -> Portfolio:
+    conn = await raw_connection(session)
+    row = await call(conn, "SELECT * FROM move_cash($1, $2, $3)", portfolio_id, amount, note)
+    assert row is not None
+    return _portfolio(row)
+
+
+async def reset_portfolio(session: AsyncSession, portfolio_id: UUID, cash: Decimal, now: datetime) -> Portfolio:
+    conn = await raw_connection(session)
+    row = await call(conn, "SELECT * FROM reset_portfolio($1, $2, $3)", portfolio_id, cash, now)
+    assert row is not None
+    return _portfolio(row)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+async def value_portfolio(
+    session: AsyncSession, portfolio_id: UUID, *, now: datetime, stale_after: timedelta
+) -> PortfolioView:
+    """Value one of the scoped user's portfolios at the last known prices."""
+    conn = await raw_connection(session)
+    pf = await conn.fetchrow("SELECT * FROM portfolios WHERE id = $1 AND archived_at IS NULL", portfolio_id)
+    if pf is None:
+        raise NotFound("That portfolio does not exist.")
+    rows = await conn.fetch(
+        "SELECT p.symbol, p.qty, p.avg_cost, p.cost_basis, p.realized_pnl, lp.price, lp.ts, lp.source "
+        "FROM positions p LEFT JOIN last_prices lp ON lp.symbol = p.symbol WHERE p.portfolio_id = $1 "
+        "ORDER BY p.symbol",
+        portfolio_id,
+    )
+    positions: list[PositionView] = []
+    for r in rows:
+        priced = r["price"] is not None and r["qty"] != 0
+        value = r["qty"] * r["price"] if priced else (Decimal(0) if r["qty"] == 0 else None)
+        positions.append(
+            PositionView(
+                symbol=r["symbol"],
+                qty=r["qty"],
+                avg_cost=r["avg_cost"],
+                cost_basis=r["cost_basis"],
+                realized_pnl=r["realized_pnl"],
+                price=r["price"],
+                price_as_of=r["ts"],
+                price_source=r["source"],
+                stale=r["ts"] is None or now - r["ts"] > stale_after,
+                market_value=value,
+                unrealized_pnl=None if value is None else value - r["cost_basis"],
+            )
+        )
+    held = [p for p in positions if p.qty != 0]
+    market_value = sum((p.market_value for p in held if p.market_value is not None), Decimal(0))
+    equity = pf["cash"] + market_value
+    # A reset starts the books over: from then on, what was put in is the cash it set plus later deposits.
+    net_deposits = await conn.fetchval(_NET_DEPOSITS, portfolio_id, None)
+    zone = _zone(await conn.fetchval("SELECT timezone FROM users") or "UTC")
+    day_start = datetime.combine(now.astimezone(zone).date(), time(0), zone)
+    opening = await conn.fetchrow(
+        "SELECT ts, equity FROM equity_snapshots WHERE portfolio_id = $1 AND ts <= $2 ORDER BY ts DESC LIMIT 1",
+        portfolio_id,
+        day_start,
+    )
+    day_change = None
+    if opening is not None:
+        # Money moved in or out since the opening snapshot is not a gain or a loss.
+        moved = net_deposits - await conn.fetchval(_NET_DEPOSITS, portfolio_id, opening["ts"])
+        day_change = equity - opening["equity"] - moved
+    price_times = [p.price_as_of for p in held if p.price_as_of is not None]
+    return PortfolioView(
+        id=pf["id"],
+        name=pf["name"],
+        currency=pf["currency"],
+        cash=pf["cash"],
+        positions=positions,
+        market_value=market_value,
+        equity=equity,
+        realized_pnl=sum((p.realized_pnl for p in positions), Decimal(0)),
+        unrealized_pnl=sum((p.unrealized_pnl for p in held if p.unrealized_pnl is not None), Decimal(0)),
+        net_deposits=net_deposits,
+        day_change=day_change,
+        as_of=min(price_times) if price_times else now,
+        simulated=any(p.price_source == "sim" for p in held),
+        complete=all(p.market_value is not None for p in held),
+    )
+
+
+# Net deposits as of a time (NULL: now): deposits and withdrawals, where the latest reset counts as a deposit of the
+# whole cash it set (the ledger's running sum at the reset row, since cash always equals that sum).
+_NET_DEPOSITS = """
+WITH ledger AS (
+    SELECT id, amount, kind FROM cash_ledger
+     WHERE portfolio_id = $1 AND ($2::timestamptz IS NULL OR created_at <= $2)
+), last_reset AS (SELECT max(id) AS id FROM ledger WHERE kind = 'reset')
+SELECT coalesce(sum(l.amount) FILTER (WHERE l.id <= r.id), 0)
+     + coalesce(sum(l.amount) FILTER (WHERE l.kind <> 'trade' AND (r.id IS NULL OR l.id > r.id)), 0)
+  FROM ledger l CROSS JOIN last_reset r
+"""
+
+_SNAPSHOT = """
+INSERT INTO equity_snapshots (user_id, portfolio_id, ts, equity, cash, positions_value, realized_pnl, unrealized_pnl)
+SELECT pf.user_id, pf.id, $1, pf.cash + v.value, pf.cash, v.value, v.realized, v.value - v.basis
+  FROM portfolios pf
+  CROSS JOIN LATERAL (
+      SELECT td_round_to(coalesce(sum(p.qty * lp.price), 0), 0.0001) AS value,
+             coalesce(sum(p.realized_pnl), 0) AS realized, coalesce(sum(p.cost_basis), 0) AS basis
+        FROM positions p LEFT JOIN last_prices lp ON lp.symbol = p.symbol
+       WHERE p.portfolio_id = pf.id
+  ) v
+ WHERE pf.archived_at IS NULL
+ON CONFLICT DO NOTHING
+"""
+
+
+async def snapshot_equity(session: AsyncSession, at: datetime) -> int:
+    """Record every portfolio's equity at `at` (the scheduler's job, in system_scope). Returns how many."""
+    conn = await raw_connection(session)
+    status = await conn.execute(_SNAPSHOT, at)
+    return int(status.rsplit(" ", 1)[-1])
