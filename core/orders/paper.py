@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -117,3 +117,9 @@ class PaperBroker:
         conn = await raw_connection(session)
         row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
         return order_from_row(row) if row else None
+
+
+async def expire_day_orders(session: AsyncSession, now: datetime) -> list[UUID]:
+    """Expire DAY orders whose session has closed (the scheduler's job, in system_scope). Returns their ids."""
+    conn = await raw_connection(session)
+    return [r["id"] for r in await conn.fetch("SELECT id FROM expire_orders($1)", now)]
