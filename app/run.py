@@ -1,4 +1,4 @@
-"""`tradedesk run`: the all-in-one process. Today it holds the web role; the bot and worker roles join it later."""
+"""`tradedesk run`: the all-in-one process: the web role and the worker's market feed (the bot joins later)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from app import __version__
 from app.database import check_database_settings, provide_database
 from app.logs import log_integrations
+from app.worker import Worker, check_market_settings
 from core.config import Settings
 from core.db.database import Database
 from core.db.migrate import migrate
@@ -52,6 +53,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     check_database_settings(settings)
+    check_market_settings(settings)
     check_port_free(settings.web_host, settings.web_port)
     log.info("tradedesk %s starting", __version__)
     log_integrations(settings, log)
@@ -59,9 +61,12 @@ async def run(settings: Settings) -> None:
         report = await migrate(url)
         log.info("migrations: %d applied, %d already applied", len(report.applied), len(report.already))
         database = Database(url)
-        runner = web.AppRunner(create_app(settings, database=database, version=__version__), access_log=None)
+        worker = Worker(settings, database)
+        app = create_app(settings, database=database, version=__version__, feed_status=worker.feed_status)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
+            await worker.start()
             site = web.TCPSite(runner, settings.web_host, settings.web_port)
             try:
                 await site.start()
@@ -73,5 +78,6 @@ async def run(settings: Settings) -> None:
             log.info("stopping")
         finally:
             await runner.cleanup()
+            await worker.stop()
             await database.dispose()
     log.info("stopped")

@@ -109,7 +109,8 @@ async def _load(superuser_url: str, users: int, rows: int, progress: Callable[[s
     try:
         await conn.executemany(
             "INSERT INTO instruments (symbol, name, asset_class, quote_currency, tick_size, lot_size,"
-            " trading_session) VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7)",
+            " trading_session) VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7)"
+            " ON CONFLICT (symbol) DO NOTHING",  # 0009_instruments.sql seeds most of them already
             [i[:7] for i in _INSTRUMENTS],
         )
         progress(f"loading {users:,} users and their portfolios")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -15,12 +16,17 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 VERSION = web.AppKey("version", str)
+FEED_STATUS = web.AppKey[Callable[[], str] | None]("feed_status")
 
 _DB_TIMEOUT_S = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+    """Liveness and readiness: 200 when the database answers, 503 otherwise.
+
+    `feed` (ok, stale or down) is reported when this process runs the market feed; it doesn't change the status code,
+    because the web side works from the database whatever the feed does.
+    """
     db = request.app[DATABASE]
     try:
         await asyncio.wait_for(db.ping(), _DB_TIMEOUT_S)
@@ -30,13 +36,19 @@ async def healthz(request: web.Request) -> web.Response:
         db_state = "unavailable"
     ok = db_state == "ok"
     body = {"status": "ok" if ok else "degraded", "db": db_state, "version": request.app[VERSION]}
+    feed_status = request.app[FEED_STATUS]
+    if feed_status is not None:
+        body["feed"] = feed_status()
     return web.json_response(body, status=200 if ok else 503)
 
 
-def create_app(settings: Settings, *, database: Database, version: str) -> web.Application:
+def create_app(
+    settings: Settings, *, database: Database, version: str, feed_status: Callable[[], str] | None = None
+) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[DATABASE] = database
     app[VERSION] = version
+    app[FEED_STATUS] = feed_status
     app.router.add_get("/healthz", healthz)
     return app

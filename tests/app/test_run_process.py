@@ -5,13 +5,16 @@ Each test has its own TRADEDESK_DATA_DIR (so its own embedded Postgres cluster) 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from app import __version__
@@ -79,7 +82,9 @@ def runs(data_dir: Path, tmp_path: Path) -> Iterator[Runs]:
 
 def assert_healthy(td: Tradedesk) -> float:
     body, elapsed = wait_healthy(td, timeout=60)
+    feed = body.pop("feed", None)
     assert body == {"status": "ok", "db": "ok", "version": __version__}, f"/healthz after {elapsed:.1f}s: {body}"
+    assert feed in ("ok", "stale", "down"), f"/healthz has no feed state: {body}"
     return elapsed
 
 
@@ -152,5 +157,39 @@ def test_db_stop_leaves_the_database_of_a_running_tradedesk_alone(runs: Runs, da
     assert result.stdout.strip() == "embedded Postgres is still in use by another tradedesk process"
     status, body = get_json(f"http://127.0.0.1:{td.port}/healthz")
     assert (status, body["db"]) == (200, "ok"), body
+
+    assert_stops_cleanly(td, signal.SIGTERM, data_dir)
+
+
+async def _last_prices(url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(
+            "SELECT symbol, price, source, now() - ts AS age FROM tradedesk.last_prices ORDER BY symbol"
+        )
+    finally:
+        await conn.close()
+
+
+def test_run_streams_simulated_prices_into_last_prices(runs: Runs, data_dir: Path) -> None:
+    """With no configuration, the worker's feed reads the local sim exchange and keeps last_prices fresh."""
+    td = runs.start(free_port())
+    assert_healthy(td)
+    deadline = time.monotonic() + 30
+    while get_json(f"http://127.0.0.1:{td.port}/healthz")[1].get("feed") != "ok":
+        assert time.monotonic() < deadline, f"the feed never reported ok; log:\n{td.log}"
+        time.sleep(0.2)
+    assert re.search(r"market feed: SIMULATED prices from the local sim exchange at ws://127\.0\.0\.1:\d+", td.log)
+
+    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    rows: list[asyncpg.Record] = []
+    while len(rows) < 11:
+        assert time.monotonic() < deadline, f"last_prices has only {rows}; log:\n{td.log}"
+        time.sleep(0.5)
+        rows = asyncio.run(_last_prices(url))
+    assert {r["source"] for r in rows} == {"sim"}
+    assert all(r["age"] < timedelta(seconds=10) for r in rows), rows  # fresh: persisted about once a second
 
     assert_stops_cleanly(td, signal.SIGTERM, data_dir)

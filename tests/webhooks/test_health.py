@@ -85,3 +85,12 @@ async def test_healthz_does_not_hang_on_a_database_that_never_answers(tmp_path: 
     assert accepted, "the health check should have tried to connect"
     assert status == 503
     assert body == {"status": "degraded", "db": "unavailable", "version": "test"}
+
+
+@pytest.mark.parametrize("feed", ["ok", "stale", "down"])
+async def test_healthz_reports_the_market_feed_without_failing_on_it(feed: str, db: Database, tmp_path: Path) -> None:
+    """The web side works from the database, so a feed that is down shows in the body, not in the status code."""
+    app = create_app(settings(tmp_path), database=db, version="test", feed_status=lambda: feed)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/healthz")
+        assert (resp.status, await resp.json()) == (200, {"status": "ok", "db": "ok", "version": "test", "feed": feed})

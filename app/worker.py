@@ -1,0 +1,94 @@
+"""The worker role. Today it holds the market data half: the feed (with the local sim exchange when that is the
+provider), the tick bus and price persistence. The paper broker's matcher, the alert engine and the scheduler join
+it in their issues, as consumers of `bus`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.config import Settings
+from core.db.database import Database
+from core.errors import SetupError
+from core.market.bus import TickBus
+from core.market.feed import MarketFeed, check_url, redact_url
+from core.market.instruments import SymbolMap, load_instruments
+from core.market.persist import PricePersister
+from core.market.providers import ADAPTERS, make_adapter
+from core.market.sim import SimServer
+
+log = logging.getLogger("tradedesk.worker")
+
+
+def check_market_settings(settings: Settings) -> None:
+    """Fail fast, before anything starts, on a provider this build can't stream."""
+    if settings.market_provider not in ADAPTERS:
+        raise SetupError(
+            f"TRADEDESK_MARKET_PROVIDER={settings.market_provider} is not supported in this build yet; use one of: "
+            + ", ".join(sorted(ADAPTERS))
+        )
+    if settings.market_url is not None:
+        try:
+            check_url(settings.market_url)
+        except ValueError:
+            raise SetupError(
+                f"TRADEDESK_MARKET_URL {redact_url(settings.market_url)!r} is not a websocket URL (ws://... or wss://...)"
+            ) from None
+
+
+class Worker:
+    """Start with `await worker.start()`, stop with `await worker.stop()` (safe after a failed or partial start)."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        self.bus = TickBus()
+        self.persister = PricePersister(database, self.bus)
+        self.sim: SimServer | None = None
+        self.feed: MarketFeed | None = None
+
+    def feed_status(self) -> str:
+        """ok, stale or down: for /healthz."""
+        return self.feed.status() if self.feed is not None else "down"
+
+    async def start(self) -> None:
+        settings = self.settings
+        provider = settings.market_provider
+        symbols = SymbolMap.for_provider(provider, (await load_instruments(self.database)).values())
+        adapter = make_adapter(provider, symbols)
+        if not symbols:
+            raise SetupError(f"no active instrument has a {provider} symbol (instruments.provider_symbols)")
+        url = adapter.url(settings)
+        if provider == "sim" and settings.market_url is None:
+            self.sim = SimServer.from_settings(settings)
+            try:
+                url = await self.sim.start()
+            except OSError as exc:
+                self.sim = None
+                raise SetupError(
+                    f"the sim exchange can't listen on 127.0.0.1:{settings.sim_port} ({exc.strerror}); "
+                    f"set TRADEDESK_SIM_PORT to a free port, or 0 for any"
+                ) from None
+            log.info(
+                "market feed: SIMULATED prices from the local sim exchange at %s (seed %d, %g trades/s)",
+                url,
+                settings.sim_seed,
+                settings.sim_ticks_per_s,
+            )
+        else:
+            log.info("market feed: %s at %s", provider, redact_url(url))
+        self.persister.start()
+        self.feed = MarketFeed(
+            adapter, url, symbols.canonical_symbols, self.bus.publish, stale_after_s=settings.market_stale_after_s
+        )
+        self.feed.start()
+        log.info("market feed: streaming %d instrument(s): %s", len(symbols), ", ".join(symbols.canonical_symbols))
+
+    async def stop(self) -> None:
+        # The feed first (no new ticks), then the last write of prices, then the exchange the feed was reading.
+        if self.feed is not None:
+            await self.feed.stop()
+        await self.persister.stop()
+        if self.sim is not None:
+            await self.sim.stop()
+            self.sim = None
