@@ -1,21 +1,29 @@
-"""The worker role. Today it holds the market data half: the feed (with the local sim exchange when that is the
-provider), the tick bus and price persistence. The paper broker's matcher, the alert engine and the scheduler join
-it in their issues, as consumers of `bus`.
+"""The worker role: the market feed (with the local sim exchange when that is the provider), the tick bus, price
+persistence, the paper broker's matcher and the scheduler. The alert engine joins it in its issue, as another
+consumer of `bus`. Bot and web never touch any of this: they read prices from last_prices.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from app.scheduler import WorkerJobs, start_scheduler
+from app.services import broker_costs, market_hours
 from core.config import Settings
 from core.db.database import Database
+from core.db.listen import ChangeListener
 from core.errors import SetupError
-from core.market.bus import TickBus
+from core.market.bus import Subscription, TickBus
 from core.market.feed import MarketFeed, check_url, redact_url
 from core.market.instruments import SymbolMap, load_instruments
 from core.market.persist import PricePersister
 from core.market.providers import ADAPTERS, make_adapter
 from core.market.sim import SimServer
+from core.orders.matching import Matcher
 
 log = logging.getLogger("tradedesk.worker")
 
@@ -46,6 +54,10 @@ class Worker:
         self.persister = PricePersister(database, self.bus)
         self.sim: SimServer | None = None
         self.feed: MarketFeed | None = None
+        self.hours = market_hours(settings)
+        self.matcher = Matcher(database, self.hours, broker_costs(settings))
+        self.scheduler: AsyncIOScheduler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def feed_status(self) -> str:
         """ok, stale or down: for /healthz."""
@@ -78,14 +90,39 @@ class Worker:
         else:
             log.info("market feed: %s at %s", provider, redact_url(url))
         self.persister.start()
+        await self._start_matching()
+        self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher))
         self.feed = MarketFeed(
             adapter, url, symbols.canonical_symbols, self.bus.publish, stale_after_s=settings.market_stale_after_s
         )
         self.feed.start()
         log.info("market feed: streaming %d instrument(s): %s", len(symbols), ", ".join(symbols.canonical_symbols))
 
+    async def _start_matching(self) -> None:
+        """Load resting orders, then follow changes and ticks. LISTEN starts before the first tick is matched."""
+        listener = ChangeListener(
+            self.database, name="matching", on_change=self.matcher.on_change, on_connect=self.matcher.reload
+        )
+        self._tasks.append(asyncio.create_task(listener.run(), name="matching.listener"))
+        await asyncio.wait_for(listener.connected.wait(), timeout=30)
+        ticks = self.bus.subscribe("matching")
+        self._tasks.append(asyncio.create_task(self._match(ticks), name="matching.ticks"))
+
+    async def _match(self, ticks: Subscription) -> None:
+        async for tick in ticks:
+            await self.matcher.on_tick(tick)
+
     async def stop(self) -> None:
         # The feed first (no new ticks), then the last write of prices, then the exchange the feed was reading.
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
         if self.feed is not None:
             await self.feed.stop()
         await self.persister.stop()

@@ -39,6 +39,7 @@ class ChangeListener:
         self._channel = channel
         self._max_backoff_s = max_backoff_s
         self.connected = asyncio.Event()
+        self.connections = 0  # successful (re)connects so far
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff; each outage is logged once."""
@@ -72,6 +73,7 @@ class ChangeListener:
         await self._on_connect()
         if reconnected:
             log.info("%s: listening for changes again", self._name)
+        self.connections += 1
         self.connected.set()
         lost_wait = asyncio.ensure_future(lost.wait())
         try:

@@ -14,6 +14,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from uuid import UUID
 
+import asyncpg
+
 from core.db.database import Database, raw_connection
 from core.market.sessions import ALWAYS, MarketHours
 from core.market.ticks import Tick
@@ -95,7 +97,12 @@ class Matcher:
         if rules is None or not self.hours.is_open(rules.trading_session or ALWAYS, tick.ts):
             return
         for order in self.book.take_triggered(tick.symbol, tick.price):
-            await self._act(order, tick, rules)
+            try:
+                await self._act(order, tick, rules)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The database is the truth: keep the order indexed and let a later tick try again.
+                self.book.add(order)
+                log.warning("matching: could not act on order %s (%s); will retry on a later tick", order.id, exc)
 
     async def _act(self, order: RestingOrder, tick: Tick, rules: InstrumentRules) -> None:
         if order.type == "stop_limit" and not order.triggered:

@@ -12,12 +12,20 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from app import __version__
+from core.db.database import Database, raw_connection
+from core.db.identity import resolve_identity
+from core.market.sessions import MarketHours
+from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
+from core.orders.models import Order
+from core.orders.paper import BrokerCosts, PaperBroker
+from core.portfolio.service import default_portfolio
 from tests.app.procs import (
     Tradedesk,
     clean_env,
@@ -59,9 +67,9 @@ class Runs:
         self.tmp_path = tmp_path
         self.started: list[Tradedesk] = []
 
-    def start(self, port: int) -> Tradedesk:
+    def start(self, port: int, **extra_env: str) -> Tradedesk:
         log_path = self.tmp_path / f"run-{len(self.started) + 1}.log"
-        td = start_run(self.data_dir, port, log_path)
+        td = start_run(self.data_dir, port, log_path, **extra_env)
         self.started.append(td)
         return td
 
@@ -192,4 +200,75 @@ def test_run_streams_simulated_prices_into_last_prices(runs: Runs, data_dir: Pat
     assert {r["source"] for r in rows} == {"sim"}
     assert all(r["age"] < timedelta(seconds=10) for r in rows), rows  # fresh: persisted about once a second
 
+    assert_stops_cleanly(td, signal.SIGTERM, data_dir)
+
+
+async def _trade_against_the_sim(url: str) -> tuple[Order, Order, str]:
+    """As a transport would: a market order (fills at once) and a resting limit the worker's matcher must fill."""
+    db = Database(url)
+    broker = PaperBroker(MarketHours(always_open=True), BrokerCosts())
+    try:
+        user = await resolve_identity(db, console_handle="demo")
+        async with db.user_scope(user) as s:
+            pf = await default_portfolio(s, Decimal(100000))
+            market = await broker.submit(s, OrderRequest(pf.id, "BTC-USD", Side.BUY, OrderType.MARKET, Decimal("0.01")))
+        resting = None
+        for _ in range(5):  # a limit two ticks under the last price, placed before the walk gets there
+            async with db.user_scope(user) as s:
+                last = await (await raw_connection(s)).fetchval(
+                    "SELECT price FROM last_prices WHERE symbol = 'BTC-USD'"
+                )
+                order = await broker.submit(
+                    s,
+                    OrderRequest(
+                        pf.id,
+                        "BTC-USD",
+                        Side.BUY,
+                        OrderType.LIMIT,
+                        Decimal("0.01"),
+                        TimeInForce.GTC,
+                        limit_price=last - Decimal("0.02"),
+                    ),
+                )
+            if order.status == "new":
+                resting = order
+                break
+        assert resting is not None, "every limit was marketable at once"
+        deadline = time.monotonic() + 30
+        while True:
+            async with db.user_scope(user) as s:
+                conn = await raw_connection(s)
+                current = await broker.get(s, resting.id)
+                actor = await conn.fetchval(
+                    "SELECT actor FROM audit_log WHERE action = 'order.filled' AND detail->>'order_id' = $1",
+                    str(resting.id),
+                )
+            assert current is not None
+            if current.status != "new" or time.monotonic() > deadline:
+                return market, current, actor or ""
+            await asyncio.sleep(0.2)
+    finally:
+        await db.dispose()
+
+
+def test_a_paper_order_fills_against_sim_ticks(runs: Runs, data_dir: Path) -> None:
+    """`tradedesk run` with no configuration: ticks stream, a market order fills, the matcher fills a resting limit."""
+    td = runs.start(free_port(), TRADEDESK_SIM_TICKS_PER_S="200")
+    assert_healthy(td)
+    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 30
+    while not any(
+        r["symbol"] == "BTC-USD" and r["age"] < timedelta(seconds=5)
+        for r in asyncio.run(_last_prices(result.stdout.strip()))
+    ):
+        assert time.monotonic() < deadline, f"no fresh BTC-USD price; log:\n{td.log}"
+        time.sleep(0.2)
+    market, limit, actor = asyncio.run(_trade_against_the_sim(result.stdout.strip()))
+    assert market.status == "filled" and market.avg_fill_price is not None
+    assert abs(market.avg_fill_price - market.quote_price) <= market.quote_price * Decimal("0.0002")  # 1 bp slippage
+    assert limit.status == "filled", f"the resting limit never filled; log:\n{td.log}"
+    assert limit.limit_price is not None and limit.avg_fill_price is not None
+    assert limit.avg_fill_price <= limit.limit_price and actor == "system:broker"
+    assert re.search(rf"matching: filled buy BTC-USD {limit.id}", td.log), td.log
     assert_stops_cleanly(td, signal.SIGTERM, data_dir)
