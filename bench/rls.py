@@ -21,30 +21,24 @@ both equally. For a sample of users both variants must return the same rows, or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import random
-import shutil
-import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 from uuid import UUID
 
 import asyncpg
 from sqlalchemy import text
 
 from bench import BenchResult
+from bench.cluster import run_async, throwaway_cluster
+from bench.stats import p50 as _p50
+from bench.stats import p99 as _p99
+from bench.stats import r as _r
 from core.config import Settings
 from core.db.database import Database, run_sql
-from core.db.embedded import EmbeddedPostgres, bootstrap, check_data_dir, exit_on_sigterm
-from core.db.migrate import migrate
 from core.db.roles import SCHEMA
 
-DATABASE = "tradedesk_bench"
 SEED = 20240917
 
 # The typical per-user query: the user's 20 most recent orders. Identical text but for the explicit filter.
@@ -83,23 +77,6 @@ FROM (
     FROM generate_series($1::bigint, $2::bigint - 1) AS g
 ) AS s
 """
-
-
-def _ms(ns: float) -> float:
-    return ns / 1e6
-
-
-def _p50(samples: list[int]) -> float:
-    return _ms(statistics.median(samples))
-
-
-def _p99(samples: list[int]) -> float:
-    ordered = sorted(samples)
-    return _ms(ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)])
-
-
-def _r(ms: float) -> float:
-    return round(ms, 4)
 
 
 async def _load(superuser_url: str, users: int, rows: int, progress: Callable[[str], None]) -> float:
@@ -289,51 +266,28 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
     scope_samples = 500 if quick else 3_000
     rng = random.Random(SEED)
 
-    if settings.database_url is not None:
-        progress("DATABASE_URL is ignored: this bench always runs on a throwaway embedded Postgres")
-    parent = settings.data_dir.expanduser().absolute() / "bench"
-    check_data_dir(parent)  # before creating anything: e.g. not inside /root when running as root
-    parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="rls-", dir=parent))
-    server = EmbeddedPostgres(workdir)
-    db: Database | None = None
-    socket_dir: Path | None = None
     started = time.perf_counter()
-    try:
-        progress(f"starting a throwaway embedded Postgres in {workdir}")
-        superuser_url = await asyncio.to_thread(server.start)
-        await bootstrap(superuser_url, database=DATABASE)
-        app_url = server.app_url(database=DATABASE)
-        socket_dir = Path(parse_qs(urlsplit(app_url).query)["host"][0])
-        await migrate(app_url)
-        load_s = await _load(urlunsplit(urlsplit(superuser_url)._replace(path=f"/{DATABASE}")), users_n, rows, progress)
+    async with throwaway_cluster(settings, "rls", progress) as cluster:
+        load_s = await _load(cluster.superuser_url, users_n, rows, progress)
+        version = cluster.version
 
-        db = Database(app_url, pool_size=2, max_overflow=0, application_name="tradedesk-bench")
-        async with db.system_scope("bench.rls") as session:
-            version = (await run_sql(session, text("SELECT current_setting('server_version')"))).scalar_one()
-            users = [r[0] for r in (await run_sql(session, text("SELECT id FROM users ORDER BY id"))).all()]
-        checked = await _verify(db, users, rows // users_n, rng)
-        rls_plan, baseline_plan = await _plans(db, rng.choice(users))
-
-        progress("warming up")
-        await _measure_queries(db, users, max(50, batches // 10), per_scope, rng, progress, record=False)
-        await _measure_scopes(db, users, 200, rng)
-
-        progress(f"timing {batches * per_scope:,} queries per variant ({per_scope} per scope, alternating)")
-        rls_ns, base_ns = await _measure_queries(db, users, batches, per_scope, rng, progress)
-        progress(f"timing {scope_samples:,} scope opens and plain transactions")
-        scope_ns, plain_ns = await _measure_scopes(db, users, scope_samples, rng)
-    finally:
-        if db is not None:
-            await db.dispose()
-        progress("stopping the embedded Postgres and deleting its folder")
+        db = Database(cluster.app_url, pool_size=2, max_overflow=0, application_name="tradedesk-bench")
         try:
-            await asyncio.to_thread(server.stop)
+            async with db.system_scope("bench.rls") as session:
+                users = [r[0] for r in (await run_sql(session, text("SELECT id FROM users ORDER BY id"))).all()]
+            checked = await _verify(db, users, rows // users_n, rng)
+            rls_plan, baseline_plan = await _plans(db, rng.choice(users))
+
+            progress("warming up")
+            await _measure_queries(db, users, max(50, batches // 10), per_scope, rng, progress, record=False)
+            await _measure_scopes(db, users, 200, rng)
+
+            progress(f"timing {batches * per_scope:,} queries per variant ({per_scope} per scope, alternating)")
+            rls_ns, base_ns = await _measure_queries(db, users, batches, per_scope, rng, progress)
+            progress(f"timing {scope_samples:,} scope opens and plain transactions")
+            scope_ns, plain_ns = await _measure_scopes(db, users, scope_samples, rng)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-            if socket_dir is not None and not socket_dir.is_relative_to(workdir):
-                with contextlib.suppress(OSError):
-                    socket_dir.rmdir()
+            await db.dispose()
 
     rls_p50, base_p50 = _p50(rls_ns), _p50(base_ns)
     scope_p50, plain_p50 = _p50(scope_ns), _p50(plain_ns)
@@ -384,5 +338,4 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
 
 
 def bench_rls(settings: Settings, quick: bool, progress: Callable[[str], None]) -> BenchResult:
-    exit_on_sigterm()  # so a SIGTERM still runs the finally blocks that stop the cluster and delete its folder
-    return asyncio.run(_run(settings, quick, progress))
+    return run_async(_run(settings, quick, progress))  # a SIGTERM still stops the cluster and deletes its folder
