@@ -1,14 +1,15 @@
 """`tradedesk bench orders`: market orders end to end, from 8 concurrent users, against an empty scope's floor.
 
-Each order goes through the real `PaperBroker.submit` inside `Database.user_scope`, exactly as a transport would
+Each order goes through the real `PaperBroker.submit` inside `Database.user_connection` (user_scope on the bare
+asyncpg connection, the hot path a transport uses to place an order), exactly as a transport would
 place it: the scope's transaction, then one `place_order` call that validates, inserts the order, fills it at the last
 price, and updates the position, the cash ledger and the audit log; then COMMIT, with synchronous_commit on (the
 default, checked on the app's own connection). Eight asyncio tasks, each a user with a portfolio funded through
 `open_portfolio`, submit one order after another on a pool of 8 connections. Each user alternates a buy and a sell of
 the same quantity, so positions come back to flat and cash never runs out.
 
-The baseline, in the same run: the floor, the same 8 users each doing an empty `user_scope` with one trivial
-statement (`SELECT 1` through `raw_connection`): what the scope and the round trips cost without the order's work.
+The baseline, in the same run: the floor, the same 8 users each doing an empty `user_connection` scope with one
+trivial statement (`SELECT 1`): what the scope and the round trips cost without the order's work.
 `ratio = orders_per_s / floor_per_s`. The two alternate in rounds (orders then floor, then floor then orders, ...)
 so that drift, checkpoints and autovacuum hit both. A latency is measured from before `user_scope` opens to after
 its COMMIT returns; orders/s is orders over the wall time of the order rounds.
@@ -152,14 +153,13 @@ class _Steps:
 
     async def order(self, trader: Trader) -> None:
         request = trader.next_request()
-        async with self.db.user_scope(trader.user) as session:
-            order = await self.broker.submit(session, request)
+        async with self.db.user_connection(trader.user) as conn:
+            order = await self.broker.submit(conn, request)
         if order.status != "filled":
             self.not_filled.append(f"{order.side} {order.symbol}: {order.status} {order.reject_reason or ''}")
 
     async def floor(self, trader: Trader) -> None:
-        async with self.db.user_scope(trader.user) as session:
-            conn = await raw_connection(session)
+        async with self.db.user_connection(trader.user) as conn:
             await conn.fetchval("SELECT 1")
 
 

@@ -1,4 +1,7 @@
 -- Paper trading: portfolios, the cash ledger, order proposals, orders, fills, positions and equity snapshots.
+-- Tables under a portfolio reach users through (user_id, portfolio_id) -> portfolios -> users: a direct user_id
+-- foreign key would add nothing but a check on every write of the order path. Likewise fills and positions take
+-- their symbol from an order, which references instruments.
 -- Quantities and prices NUMERIC(28,10), money NUMERIC(28,4). Fills, positions, the ledger and snapshots are written
 -- only by the broker (system); a user may create proposals and orders and cancel their own orders.
 
@@ -24,7 +27,7 @@ GRANT UPDATE (name, is_default, allow_short, archived_at) ON portfolios TO trade
 
 CREATE TABLE orders (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id          uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    user_id          uuid NOT NULL,
     portfolio_id     uuid NOT NULL,
     client_order_id  text NOT NULL CHECK (char_length(client_order_id) BETWEEN 1 AND 64),
     proposal_id      uuid UNIQUE,
@@ -70,7 +73,7 @@ GRANT UPDATE (status, canceled_at, updated_at) ON orders TO tradedesk_user;
 -- An order or a cancellation the user has been shown but not yet confirmed (by button, never by the model).
 CREATE TABLE order_proposals (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id          uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    user_id          uuid NOT NULL,
     portfolio_id     uuid NOT NULL,
     action           text NOT NULL CHECK (action IN ('place', 'cancel')),
     target_order_id  uuid,
@@ -112,12 +115,12 @@ ALTER TABLE orders ADD FOREIGN KEY (user_id, proposal_id) REFERENCES order_propo
 
 CREATE TABLE fills (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id       uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    user_id       uuid NOT NULL,
     order_id      uuid NOT NULL,
     portfolio_id  uuid NOT NULL,
     -- 1 for an order's first fill, 2 for its second...: a fill can't be applied twice.
     seq           integer NOT NULL CHECK (seq >= 1),
-    symbol        text NOT NULL REFERENCES instruments,
+    symbol        text NOT NULL,
     side          text NOT NULL CHECK (side IN ('buy', 'sell')),
     qty           numeric(28, 10) NOT NULL CHECK (qty > 0),
     price         numeric(28, 10) NOT NULL CHECK (price > 0),
@@ -136,7 +139,7 @@ GRANT SELECT ON fills TO tradedesk_user;
 -- Every change of a portfolio's cash, with the reason; portfolios.cash is its running sum.
 CREATE TABLE cash_ledger (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    user_id       uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    user_id       uuid NOT NULL,
     portfolio_id  uuid NOT NULL,
     amount        numeric(28, 4) NOT NULL CHECK (amount <> 0),
     kind          text NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'trade', 'fee', 'reset')),
@@ -156,9 +159,9 @@ GRANT SELECT ON cash_ledger TO tradedesk_user;
 
 -- Average-cost positions. A row stays at qty 0 after a close so realized P&L keeps its history.
 CREATE TABLE positions (
-    user_id       uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    user_id       uuid NOT NULL,
     portfolio_id  uuid NOT NULL,
-    symbol        text NOT NULL REFERENCES instruments,
+    symbol        text NOT NULL,
     qty           numeric(28, 10) NOT NULL,
     avg_cost      numeric(28, 10) NOT NULL CHECK (avg_cost >= 0),
     realized_pnl  numeric(28, 4) NOT NULL DEFAULT 0,
@@ -173,7 +176,7 @@ SELECT enable_tenant_rls('positions');
 GRANT SELECT ON positions TO tradedesk_user;
 
 CREATE TABLE equity_snapshots (
-    user_id          uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    user_id          uuid NOT NULL,
     portfolio_id     uuid NOT NULL,
     ts               timestamptz NOT NULL,
     equity           numeric(28, 4) NOT NULL,

@@ -16,6 +16,9 @@ ALTER TABLE positions ADD CONSTRAINT positions_flat_has_no_basis CHECK (qty <> 0
 ALTER TABLE orders ADD COLUMN triggered_at timestamptz;
 ALTER TABLE orders ADD CONSTRAINT orders_trigger_needs_stop CHECK (triggered_at IS NULL OR stop_price IS NOT NULL);
 
+-- Buying power and sellable quantity look at a portfolio's open orders only, however long its history.
+CREATE INDEX orders_open_by_portfolio ON orders (portfolio_id, side, symbol) WHERE status IN ('new', 'partially_filled');
+
 -- Writes to orders and portfolios go through the functions below, which validate and audit.
 REVOKE INSERT, UPDATE ON orders FROM tradedesk_user;
 REVOKE INSERT ON portfolios FROM tradedesk_user;
@@ -40,14 +43,87 @@ END
 $$;
 
 -- Round to a multiple of p_step, half to even: the app's one rounding rule (SQL's round() goes half away from zero).
+-- A single expression, so the planner inlines it.
 CREATE FUNCTION td_round_to(p_value numeric, p_step numeric) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN abs(x - trunc(x)) = 0.5 AND trunc(x) % 2 = 0 THEN trunc(x) ELSE round(x) END * p_step
-      FROM (SELECT p_value / p_step AS x) q
+    SELECT CASE WHEN abs(p_value / p_step - trunc(p_value / p_step)) = 0.5 AND trunc(p_value / p_step) % 2 = 0
+                THEN trunc(p_value / p_step) ELSE round(p_value / p_step) END * p_step
 $$;
 
--- Apply one fill of the order's whole remaining quantity at p_price. Returns the fill, or NULL when the order is no
--- longer open (a cancel got there first: exactly one of them wins, serialised on the order's row lock). A fill the
--- portfolio can't pay for any more (the price ran away from the reservation) rejects the order instead.
+-- The average-cost rule, in one place for both fill paths: a position after a fill of p_signed units whose cash flow
+-- is p_flow (negative for a buy). Pure computation; the caller has locked and read the position (qty 0 if new).
+CREATE FUNCTION td_position_after(p positions, p_signed numeric, p_flow numeric, p_at timestamptz) RETURNS positions
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_closed numeric := 0;
+    v_close_flow numeric := 0;
+    v_removed numeric := 0;
+BEGIN
+    IF p.qty <> 0 AND sign(p.qty) <> sign(p_signed) THEN
+        v_closed := least(abs(p_signed), abs(p.qty));
+        v_close_flow := CASE WHEN v_closed = abs(p_signed) THEN p_flow
+                             ELSE td_round_to(p_flow * v_closed / abs(p_signed), 0.0001) END;
+        v_removed := CASE WHEN v_closed = abs(p.qty) THEN p.cost_basis
+                          ELSE td_round_to(p.cost_basis * v_closed / abs(p.qty), 0.0001) END;
+    END IF;
+    p.realized_pnl := p.realized_pnl + v_close_flow - v_removed;
+    -- What the fill doesn't close opens (or adds to) a position: its cash flow becomes basis.
+    p.cost_basis := p.cost_basis - v_removed - (p_flow - v_close_flow);
+    IF p.qty = 0 THEN
+        p.opened_at := p_at;
+    END IF;
+    p.qty := p.qty + p_signed;
+    IF p.qty = 0 THEN
+        p.cost_basis := 0;
+    END IF;
+    p.avg_cost := CASE WHEN p.qty = 0 THEN 0 ELSE abs(p.cost_basis / p.qty) END;
+    p.updated_at := p_at;
+    RETURN p;
+END
+$$;
+
+-- Book one fill of order o: the position as computed, the fill row, cash, its ledger row and the audit trail, in
+-- one statement. p_placed (the order.placed audit detail) is set when the order is placed and filled at once.
+CREATE FUNCTION td_book_fill(o orders, p positions, p_qty numeric, p_price numeric, p_gross numeric, p_fee numeric,
+                             p_flow numeric, p_seq integer, p_at timestamptz, p_placed jsonb)
+RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+DECLARE
+    v_fill fills;
+BEGIN
+    -- plpgsql, not sql: its statement's plan is cached per session instead of planned at every call.
+    WITH pos AS (
+        INSERT INTO positions (user_id, portfolio_id, symbol, qty, avg_cost, cost_basis, realized_pnl, opened_at,
+                               updated_at)
+        VALUES (o.user_id, o.portfolio_id, o.symbol, p.qty, p.avg_cost, p.cost_basis, p.realized_pnl, p.opened_at,
+                p.updated_at)
+        ON CONFLICT (portfolio_id, symbol) DO UPDATE
+            SET qty = EXCLUDED.qty, avg_cost = EXCLUDED.avg_cost, cost_basis = EXCLUDED.cost_basis,
+                realized_pnl = EXCLUDED.realized_pnl, opened_at = EXCLUDED.opened_at, updated_at = EXCLUDED.updated_at
+    ), f AS (
+        INSERT INTO fills (user_id, order_id, portfolio_id, seq, symbol, side, qty, price, gross, fee, executed_at)
+        VALUES (o.user_id, o.id, o.portfolio_id, p_seq, o.symbol, o.side, p_qty, p_price, p_gross, p_fee, p_at)
+        RETURNING *
+    ), cash AS (
+        UPDATE portfolios SET cash = cash + p_flow WHERE id = o.portfolio_id
+    ), ledger AS (
+        INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, fill_id, created_at)
+        SELECT o.user_id, o.portfolio_id, p_flow, 'trade', f.id, p_at FROM f
+    ), audit AS (
+        INSERT INTO audit_log (user_id, actor, action, detail, created_at)
+        SELECT o.user_id, 'user', 'order.placed', p_placed, p_at WHERE p_placed IS NOT NULL
+        UNION ALL
+        SELECT o.user_id, 'system:broker', 'order.filled',
+               jsonb_build_object('order_id', o.id, 'fill_id', f.id, 'qty', p_qty, 'price', p_price, 'fee', p_fee), p_at
+          FROM f
+    )
+    SELECT * INTO v_fill FROM f;
+    RETURN v_fill;
+END
+$$;
+
+-- Apply one fill of a resting order's whole remaining quantity at p_price (the worker's matcher, in system_scope).
+-- Returns the fill, or NULL when the order is no longer open (a cancel got there first: exactly one of them wins,
+-- serialised on the order's row lock). A fill the portfolio can't pay for any more (the price ran away from the
+-- reservation) rejects the order instead.
 CREATE FUNCTION apply_fill(p_order_id uuid, p_price numeric, p_at timestamptz, p_fee_bps numeric)
 RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
 DECLARE
@@ -59,12 +135,11 @@ DECLARE
     v_gross numeric;
     v_fee numeric;
     v_flow numeric;
-    v_closed numeric := 0;
-    v_close_flow numeric := 0;
-    v_removed numeric := 0;
     v_cash numeric;
-    v_seq integer;
 BEGIN
+    -- Locks in the same order as every other writer (portfolio, then order), so a reset can't deadlock with us.
+    SELECT cash INTO v_cash FROM portfolios WHERE id = (SELECT portfolio_id FROM orders WHERE id = p_order_id)
+       FOR UPDATE;
     SELECT * INTO o FROM orders WHERE id = p_order_id FOR UPDATE;
     IF NOT FOUND OR o.status NOT IN ('new', 'partially_filled') THEN
         RETURN NULL;
@@ -75,7 +150,6 @@ BEGIN
     v_signed := CASE o.side WHEN 'buy' THEN v_qty ELSE -v_qty END;
     v_flow := CASE o.side WHEN 'buy' THEN -(v_gross + v_fee) ELSE v_gross - v_fee END;
 
-    SELECT cash INTO v_cash FROM portfolios WHERE id = o.portfolio_id FOR UPDATE;
     IF v_cash + v_flow < 0 THEN
         UPDATE orders SET status = 'rejected', reject_reason = 'Not enough cash to pay for the fill.',
                           updated_at = p_at
@@ -86,47 +160,17 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    SELECT * INTO p FROM positions WHERE portfolio_id = o.portfolio_id AND symbol = o.symbol FOR UPDATE;
+    -- No row lock needed: every writer of a position holds its portfolio's lock first (taken above).
+    SELECT * INTO p FROM positions WHERE portfolio_id = o.portfolio_id AND symbol = o.symbol;
     IF NOT FOUND THEN
-        INSERT INTO positions (user_id, portfolio_id, symbol, qty, avg_cost, cost_basis, opened_at, updated_at)
-        VALUES (o.user_id, o.portfolio_id, o.symbol, 0, 0, 0, p_at, p_at)
-        RETURNING * INTO p;
+        p := ROW(o.user_id, o.portfolio_id, o.symbol, 0, 0, 0, p_at, p_at, 0)::positions;
     END IF;
-    IF p.qty <> 0 AND sign(p.qty) <> sign(v_signed) THEN
-        v_closed := least(abs(v_signed), abs(p.qty));
-        v_close_flow := CASE WHEN v_closed = abs(v_signed) THEN v_flow ELSE td_round_to(v_flow * v_closed / abs(v_signed), 0.0001) END;
-        v_removed := CASE WHEN v_closed = abs(p.qty) THEN p.cost_basis
-                          ELSE td_round_to(p.cost_basis * v_closed / abs(p.qty), 0.0001) END;
-    END IF;
-    p.realized_pnl := p.realized_pnl + v_close_flow - v_removed;
-    -- What the fill doesn't close opens (or adds to) a position: its cash flow becomes basis.
-    p.cost_basis := p.cost_basis - v_removed - (v_flow - v_close_flow);
-    IF p.qty = 0 THEN
-        p.opened_at := p_at;
-    END IF;
-    p.qty := p.qty + v_signed;
-    IF p.qty = 0 THEN
-        p.cost_basis := 0;
-    END IF;
-    p.avg_cost := CASE WHEN p.qty = 0 THEN 0 ELSE abs(p.cost_basis / p.qty) END;
-    UPDATE positions SET qty = p.qty, avg_cost = p.avg_cost, cost_basis = p.cost_basis,
-                         realized_pnl = p.realized_pnl, opened_at = p.opened_at, updated_at = p_at
-     WHERE portfolio_id = p.portfolio_id AND symbol = p.symbol;
-
-    SELECT count(*) + 1 INTO v_seq FROM fills WHERE order_id = o.id;
-    INSERT INTO fills (user_id, order_id, portfolio_id, seq, symbol, side, qty, price, gross, fee, executed_at)
-    VALUES (o.user_id, o.id, o.portfolio_id, v_seq, o.symbol, o.side, v_qty, p_price, v_gross, v_fee, p_at)
-    RETURNING * INTO f;
-    UPDATE portfolios SET cash = cash + v_flow WHERE id = o.portfolio_id;
-    INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, fill_id, created_at)
-    VALUES (o.user_id, o.portfolio_id, v_flow, 'trade', f.id, p_at);
+    f := td_book_fill(o, td_position_after(p, v_signed, v_flow, p_at), v_qty, p_price, v_gross, v_fee, v_flow,
+                      (SELECT count(*)::integer + 1 FROM fills WHERE order_id = o.id), p_at, NULL);
     UPDATE orders SET filled_qty = o.qty,
                       avg_fill_price = (coalesce(o.avg_fill_price, 0) * o.filled_qty + p_price * v_qty) / o.qty,
                       status = 'filled', filled_at = p_at, updated_at = p_at
      WHERE id = o.id;
-    INSERT INTO audit_log (user_id, actor, action, detail)
-    VALUES (o.user_id, 'system:broker', 'order.filled',
-            jsonb_build_object('order_id', o.id, 'fill_id', f.id, 'qty', v_qty, 'price', p_price, 'fee', v_fee));
     RETURN f;
 END
 $$;
@@ -166,7 +210,14 @@ DECLARE
     v_reserved numeric;
     v_held numeric;
     v_open_sells numeric;
-    v_marketable boolean;
+    v_marketable boolean := false;
+    v_ioc_miss boolean;
+    v_placed jsonb;
+    v_gross numeric;
+    v_fee numeric;
+    v_signed numeric;
+    v_flow numeric;
+    p positions;
 BEGIN
     IF p_side NOT IN ('buy', 'sell') THEN
         PERFORM td_fail('invalid_order', 'Side must be buy or sell.');
@@ -275,43 +326,72 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO orders (user_id, portfolio_id, client_order_id, proposal_id, symbol, side, type, tif, qty,
-                        limit_price, stop_price, quote_price, expires_at, created_at, updated_at)
-    VALUES (v_user, pf.id, p_client_order_id, p_proposal_id, i.symbol, p_side, p_type, p_tif, p_qty,
-            p_limit, p_stop, lp.price, CASE WHEN p_tif = 'day' THEN p_expires_at END, p_now, p_now)
-    ON CONFLICT (user_id, client_order_id) DO NOTHING
-    RETURNING * INTO o;
-    IF NOT FOUND THEN  -- the same client_order_id committed by a concurrent submission
-        SELECT * INTO o FROM orders WHERE user_id = v_user AND client_order_id = p_client_order_id;
-        RETURN o;
-    END IF;
-    INSERT INTO audit_log (user_id, actor, action, detail)
-    VALUES (v_user, 'user', 'order.placed', jsonb_build_object('order_id', o.id, 'symbol', o.symbol,
-            'side', o.side, 'type', o.type, 'tif', o.tif, 'qty', o.qty, 'limit', o.limit_price,
-            'stop', o.stop_price, 'quote', lp.price));
-
+    -- What happens now: a marketable order fills at once (the order is written in its final state, with its
+    -- fill, in one statement); an IOC that can't fill is canceled; anything else rests for the worker.
     IF p_session_open AND p_type IN ('market', 'limit') THEN
         v_fill_price := td_round_to(lp.price * (1 + CASE p_side WHEN 'buy' THEN 1 ELSE -1 END
                                                     * p_slippage_bps / 10000), i.tick_size);
         v_marketable := p_type = 'market'
                         OR (p_side = 'buy' AND lp.price <= p_limit) OR (p_side = 'sell' AND lp.price >= p_limit);
-        IF v_marketable THEN
-            IF p_type = 'limit' THEN  -- never worse than the limit
-                v_fill_price := CASE p_side WHEN 'buy' THEN least(v_fill_price, p_limit)
-                                            ELSE greatest(v_fill_price, p_limit) END;
-            END IF;
-            PERFORM apply_fill(o.id, v_fill_price, p_now, p_fee_bps);
-        ELSIF p_tif = 'ioc' THEN
-            UPDATE orders SET status = 'canceled', canceled_at = p_now, updated_at = p_now WHERE id = o.id;
-            INSERT INTO audit_log (user_id, actor, action, detail)
-            VALUES (v_user, 'system:broker', 'order.canceled',
-                    jsonb_build_object('order_id', o.id, 'reason', 'ioc_not_marketable'));
+        IF v_marketable AND p_type = 'limit' THEN  -- never worse than the limit
+            v_fill_price := CASE p_side WHEN 'buy' THEN least(v_fill_price, p_limit)
+                                        ELSE greatest(v_fill_price, p_limit) END;
         END IF;
-        SELECT * INTO o FROM orders WHERE id = o.id;
     END IF;
-    IF o.status IN ('new', 'partially_filled') THEN
-        -- The worker's resting-order index follows this; delivered when (and only if) we commit.
-        PERFORM pg_notify('tradedesk_changes', 'orders:' || o.id);
+    v_placed := jsonb_build_object('symbol', i.symbol, 'side', p_side, 'type', p_type, 'tif', p_tif, 'qty', p_qty,
+                                   'limit', p_limit, 'stop', p_stop, 'quote', lp.price);
+    IF v_marketable THEN
+        v_gross := td_round_to(p_qty * v_fill_price, 0.01);
+        v_fee := td_round_to(v_gross * p_fee_bps / 10000, 0.01);
+        v_signed := CASE p_side WHEN 'buy' THEN p_qty ELSE -p_qty END;
+        v_flow := CASE p_side WHEN 'buy' THEN -(v_gross + v_fee) ELSE v_gross - v_fee END;
+        IF pf.cash + v_flow < 0 THEN  -- the exact cost, after tick rounding and fee
+            PERFORM td_fail('insufficient_buying_power',
+                format('Not enough cash: this order costs $%s and $%s is available.',
+                       to_char(-v_flow, 'FM999,999,999,990.00'), to_char(pf.cash, 'FM999,999,999,990.00')));
+        END IF;
+        -- No row lock needed: every writer of a position holds its portfolio's lock first.
+        SELECT * INTO p FROM positions WHERE portfolio_id = pf.id AND symbol = i.symbol;
+        IF NOT FOUND THEN
+            p := ROW(v_user, pf.id, i.symbol, 0, 0, 0, p_now, p_now, 0)::positions;
+        END IF;
+        INSERT INTO orders (user_id, portfolio_id, client_order_id, proposal_id, symbol, side, type, tif, qty,
+                            limit_price, stop_price, quote_price, expires_at, created_at, updated_at, status,
+                            filled_qty, avg_fill_price, filled_at)
+        VALUES (v_user, pf.id, p_client_order_id, p_proposal_id, i.symbol, p_side, p_type, p_tif, p_qty,
+                p_limit, p_stop, lp.price, CASE WHEN p_tif = 'day' THEN p_expires_at END, p_now, p_now, 'filled',
+                p_qty, v_fill_price, p_now)
+        ON CONFLICT (user_id, client_order_id) DO NOTHING
+        RETURNING * INTO o;
+        IF FOUND THEN
+            PERFORM td_book_fill(o, td_position_after(p, v_signed, v_flow, p_now), p_qty, v_fill_price, v_gross,
+                                 v_fee, v_flow, 1, p_now, v_placed || jsonb_build_object('order_id', o.id));
+        END IF;
+    ELSE
+        v_ioc_miss := p_session_open AND p_tif = 'ioc';
+        INSERT INTO orders (user_id, portfolio_id, client_order_id, proposal_id, symbol, side, type, tif, qty,
+                            limit_price, stop_price, quote_price, expires_at, created_at, updated_at, status,
+                            canceled_at)
+        VALUES (v_user, pf.id, p_client_order_id, p_proposal_id, i.symbol, p_side, p_type, p_tif, p_qty,
+                p_limit, p_stop, lp.price, CASE WHEN p_tif = 'day' THEN p_expires_at END, p_now, p_now,
+                CASE WHEN v_ioc_miss THEN 'canceled' ELSE 'new' END, CASE WHEN v_ioc_miss THEN p_now END)
+        ON CONFLICT (user_id, client_order_id) DO NOTHING
+        RETURNING * INTO o;
+        IF FOUND THEN
+            INSERT INTO audit_log (user_id, actor, action, detail, created_at)
+            SELECT v_user, 'user', 'order.placed', v_placed || jsonb_build_object('order_id', o.id), p_now
+            UNION ALL
+            SELECT v_user, 'system:broker', 'order.canceled',
+                   jsonb_build_object('order_id', o.id, 'reason', 'ioc_not_marketable'), p_now
+             WHERE v_ioc_miss;
+            IF NOT v_ioc_miss THEN
+                -- The worker's resting-order index follows this; delivered when (and only if) we commit.
+                PERFORM pg_notify('tradedesk_changes', 'orders:' || o.id);
+            END IF;
+        END IF;
+    END IF;
+    IF o.id IS NULL THEN  -- the same client_order_id committed by a concurrent submission
+        SELECT * INTO o FROM orders WHERE user_id = v_user AND client_order_id = p_client_order_id;
     END IF;
     RETURN o;
 END
@@ -461,6 +541,8 @@ ALTER FUNCTION reset_portfolio(uuid, numeric, timestamptz) OWNER TO tradedesk_sy
 REVOKE CREATE ON SCHEMA tradedesk FROM tradedesk_system;
 
 REVOKE ALL ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    td_position_after(positions, numeric, numeric, timestamptz),
+    td_book_fill(orders, positions, numeric, numeric, numeric, numeric, numeric, integer, timestamptz, jsonb),
     apply_fill(uuid, numeric, timestamptz, numeric), trigger_stop(uuid, timestamptz), expire_orders(timestamptz),
     place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean, timestamptz,
                 timestamptz, interval, numeric, numeric),
@@ -468,6 +550,8 @@ REVOKE ALL ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numer
     reset_portfolio(uuid, numeric, timestamptz)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    td_position_after(positions, numeric, numeric, timestamptz),
+    td_book_fill(orders, positions, numeric, numeric, numeric, numeric, numeric, integer, timestamptz, jsonb),
     apply_fill(uuid, numeric, timestamptz, numeric), trigger_stop(uuid, timestamptz), expire_orders(timestamptz)
     TO tradedesk_system;
 GRANT EXECUTE ON FUNCTION

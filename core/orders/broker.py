@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeAlias
 from uuid import UUID
 
+import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.orders.models import Order
@@ -49,9 +50,13 @@ class OrderRequest:
     proposal_id: UUID | None = None
 
 
+# A user_scope session, or the bare connection of user_connection (the hot path).
+Scope: TypeAlias = AsyncSession | asyncpg.Connection
+
+
 class Broker(Protocol):
-    async def submit(self, session: AsyncSession, request: OrderRequest) -> Order: ...
+    async def submit(self, session: Scope, request: OrderRequest) -> Order: ...
 
-    async def cancel(self, session: AsyncSession, order_id: UUID) -> Order: ...
+    async def cancel(self, session: Scope, order_id: UUID) -> Order: ...
 
-    async def orders(self, session: AsyncSession, *, open_only: bool = False, limit: int = 50) -> list[Order]: ...
+    async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[Order]: ...

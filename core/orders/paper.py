@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core.db.database import raw_connection
 from core.errors import domain_error
 from core.market.sessions import ALWAYS, MarketHours
-from core.orders.broker import OPEN_STATUSES, OrderRequest
+from core.orders.broker import OPEN_STATUSES, OrderRequest, Scope
 from core.orders.models import Order
 
 _PLACE = (
@@ -39,7 +39,13 @@ class BrokerCosts:
 
 
 def order_from_row(row: asyncpg.Record | dict[str, Any]) -> Order:
+    # A row of our own orders table, with asyncpg's exact types (Decimal, UUID, aware datetimes).
     return Order.model_validate(dict(row))
+
+
+async def _conn(scope: Scope) -> asyncpg.Connection:
+    """The asyncpg connection of a user_scope session or a user_connection."""
+    return scope if isinstance(scope, asyncpg.Connection) else await raw_connection(scope)
 
 
 async def call(conn: asyncpg.Connection, sql: str, *args: Any) -> asyncpg.Record | None:
@@ -64,10 +70,10 @@ class PaperBroker:
             self._sessions = {r["symbol"]: r["trading_session"] for r in rows}
         return self._sessions.get(symbol, ALWAYS)  # an unknown symbol is refused by place_order itself
 
-    async def submit(self, session: AsyncSession, request: OrderRequest) -> Order:
+    async def submit(self, session: Scope, request: OrderRequest) -> Order:
         """Place an order for the scoped user; market and marketable limit orders fill at once when the market is
         open and the quote fresh. A retried client_order_id returns the first order."""
-        conn = await raw_connection(session)
+        conn = await _conn(session)
         symbol = request.symbol.strip().upper()
         now = self.hours.now()
         trading_session = await self._session_of(conn, symbol)
@@ -94,16 +100,16 @@ class PaperBroker:
         assert row is not None
         return order_from_row(row)
 
-    async def cancel(self, session: AsyncSession, order_id: UUID) -> Order:
+    async def cancel(self, session: Scope, order_id: UUID) -> Order:
         """Cancel one of the scoped user's open orders. Against a fill of the same order, exactly one wins."""
-        conn = await raw_connection(session)
+        conn = await _conn(session)
         row = await call(conn, "SELECT * FROM cancel_order($1::uuid, $2::timestamptz)", order_id, self.hours.now())
         assert row is not None
         return order_from_row(row)
 
-    async def orders(self, session: AsyncSession, *, open_only: bool = False, limit: int = 50) -> list[Order]:
+    async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[Order]:
         """The scoped user's orders, newest first (RLS shows only theirs)."""
-        conn = await raw_connection(session)
+        conn = await _conn(session)
         rows = await conn.fetch(
             "SELECT * FROM orders WHERE ($1::boolean IS FALSE OR status = ANY($2::text[])) "
             "ORDER BY created_at DESC LIMIT $3",
@@ -113,8 +119,8 @@ class PaperBroker:
         )
         return [order_from_row(r) for r in rows]
 
-    async def get(self, session: AsyncSession, order_id: UUID) -> Order | None:
-        conn = await raw_connection(session)
+    async def get(self, session: Scope, order_id: UUID) -> Order | None:
+        conn = await _conn(session)
         row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
         return order_from_row(row) if row else None
 
