@@ -104,3 +104,26 @@ async def test_record_audit_writes_for_the_scoped_user_only(db: Database) -> Non
     async with db.engine.connect() as conn:  # no user in scope: the function can't write an orphan row
         with pytest.raises(Exception, match="null value"):
             await conn.execute(text("SELECT record_audit('x')"))
+
+
+async def test_user_connection_is_the_same_scope_on_the_bare_connection(db: Database) -> None:
+    alice = await resolve_identity(db, console_handle="alice")
+    bob = await resolve_identity(db, console_handle="bob")
+    async with db.user_connection(alice) as conn:
+        assert await conn.fetchval("SELECT current_user") == "tradedesk_user"
+        assert await conn.fetchval("SELECT current_setting('app.user_id')") == str(alice)
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1
+        assert await conn.fetchval("SELECT count(*) FROM users WHERE id = $1", bob) == 0
+    with pytest.raises(RuntimeError):
+        async with db.user_connection(alice) as conn:
+            await conn.execute("UPDATE users SET timezone = 'Asia/Tokyo'")
+            raise RuntimeError("boom")
+    async with db.user_scope(alice) as s:
+        assert (await run_sql(s, text("SELECT timezone FROM users"))).scalar_one() == "UTC"
+    async with db.engine.connect() as sa_conn:  # the pooled connection afterwards: nobody's
+        conn = (await sa_conn.get_raw_connection()).driver_connection
+        assert await conn.fetchval("SELECT coalesce(current_setting('app.user_id', true), '')") == ""
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    with pytest.raises(TypeError):
+        async with db.user_connection(str(alice)):  # type: ignore[arg-type]
+            pass
