@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.orders.models import Order
+from core.orders.models import OrderView
 
 
 class Side(StrEnum):
@@ -55,8 +55,8 @@ Scope: TypeAlias = AsyncSession | asyncpg.Connection
 
 
 class Broker(Protocol):
-    async def submit(self, session: Scope, request: OrderRequest) -> Order: ...
+    async def submit(self, session: Scope, request: OrderRequest) -> OrderView: ...
 
-    async def cancel(self, session: Scope, order_id: UUID) -> Order: ...
+    async def cancel(self, session: Scope, order_id: UUID) -> OrderView: ...
 
-    async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[Order]: ...
+    async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[OrderView]: ...

@@ -9,8 +9,11 @@ from sqlmodel import Field, SQLModel
 from core.db.types import MONEY, PRICE, QUANTITY, TEXT, TIMESTAMP, utcnow
 
 
-class Order(SQLModel, table=True):
-    __tablename__ = "orders"
+class OrderView(SQLModel):
+    """An order as the broker returns it: every column, without the ORM's per-attribute instrumentation.
+
+    The table model below inherits these fields; the view is what the hot path builds from a row.
+    """
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     user_id: UUID
@@ -35,6 +38,10 @@ class Order(SQLModel, table=True):
     canceled_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
     filled_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
     triggered_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
+
+
+class Order(OrderView, table=True):
+    __tablename__ = "orders"
 
 
 class OrderProposal(SQLModel, table=True):

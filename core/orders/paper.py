@@ -22,7 +22,7 @@ from core.db.database import raw_connection
 from core.errors import domain_error
 from core.market.sessions import ALWAYS, MarketHours
 from core.orders.broker import OPEN_STATUSES, OrderRequest, Scope
-from core.orders.models import Order
+from core.orders.models import OrderView
 
 _PLACE = (
     "SELECT * FROM place_order($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::numeric, $8::numeric,"
@@ -38,9 +38,9 @@ class BrokerCosts:
     stale_after: timedelta = timedelta(seconds=30)
 
 
-def order_from_row(row: asyncpg.Record | dict[str, Any]) -> Order:
-    # A row of our own orders table, with asyncpg's exact types (Decimal, UUID, aware datetimes).
-    return Order.model_validate(dict(row))
+def order_from_row(row: asyncpg.Record | dict[str, Any]) -> OrderView:
+    # A row of our own orders table, with asyncpg's exact types (Decimal, UUID, aware datetimes): no validation to do.
+    return OrderView.model_construct(**dict(row))
 
 
 async def _conn(scope: Scope) -> asyncpg.Connection:
@@ -70,7 +70,7 @@ class PaperBroker:
             self._sessions = {r["symbol"]: r["trading_session"] for r in rows}
         return self._sessions.get(symbol, ALWAYS)  # an unknown symbol is refused by place_order itself
 
-    async def submit(self, session: Scope, request: OrderRequest) -> Order:
+    async def submit(self, session: Scope, request: OrderRequest) -> OrderView:
         """Place an order for the scoped user; market and marketable limit orders fill at once when the market is
         open and the quote fresh. A retried client_order_id returns the first order."""
         conn = await _conn(session)
@@ -100,14 +100,14 @@ class PaperBroker:
         assert row is not None
         return order_from_row(row)
 
-    async def cancel(self, session: Scope, order_id: UUID) -> Order:
+    async def cancel(self, session: Scope, order_id: UUID) -> OrderView:
         """Cancel one of the scoped user's open orders. Against a fill of the same order, exactly one wins."""
         conn = await _conn(session)
         row = await call(conn, "SELECT * FROM cancel_order($1::uuid, $2::timestamptz)", order_id, self.hours.now())
         assert row is not None
         return order_from_row(row)
 
-    async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[Order]:
+    async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[OrderView]:
         """The scoped user's orders, newest first (RLS shows only theirs)."""
         conn = await _conn(session)
         rows = await conn.fetch(
@@ -119,7 +119,7 @@ class PaperBroker:
         )
         return [order_from_row(r) for r in rows]
 
-    async def get(self, session: Scope, order_id: UUID) -> Order | None:
+    async def get(self, session: Scope, order_id: UUID) -> OrderView | None:
         conn = await _conn(session)
         row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
         return order_from_row(row) if row else None

@@ -23,7 +23,7 @@ from core.db.database import Database, raw_connection
 from core.db.identity import resolve_identity
 from core.market.sessions import MarketHours
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
-from core.orders.models import Order
+from core.orders.models import OrderView as Order
 from core.orders.paper import BrokerCosts, PaperBroker
 from core.portfolio.service import default_portfolio
 from tests.app.procs import (

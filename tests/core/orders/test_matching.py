@@ -18,7 +18,7 @@ from core.db.listen import ChangeListener
 from core.market.ticks import Tick
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.matching import Matcher
-from core.orders.models import Order
+from core.orders.models import OrderView as Order
 from core.orders.paper import PaperBroker
 from tests.conftest import PgCluster
 from tests.core.orders.conftest import Clock

@@ -15,7 +15,7 @@ import pytest
 from core.db.database import Database, raw_connection
 from core.errors import DomainError
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
-from core.orders.models import Order
+from core.orders.models import OrderView as Order
 from core.orders.paper import PaperBroker
 from tests.core.orders.conftest import Clock, new_trader
 
