@@ -126,6 +126,11 @@ async def rename_portfolio(session: AsyncSession, portfolio_id: UUID, name: str)
         raise Conflict(f"You already have a portfolio named {_name(name)}.") from None
     if row is None:
         raise NotFound("That portfolio does not exist.")
+    await conn.execute(
+        "SELECT record_audit('portfolio.renamed', jsonb_build_object('portfolio_id', $1::uuid, 'name', $2::text))",
+        portfolio_id,
+        row["name"],
+    )
     return _portfolio(row)
 
 

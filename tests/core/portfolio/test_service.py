@@ -46,6 +46,10 @@ async def test_open_rename_and_find_by_name(db: Database, user: UUID) -> None:
         assert (await service.find_portfolio(s, None, D(0))).id == main.id
         renamed = await service.rename_portfolio(s, swing.id, "Swing")
         assert renamed.name == "Swing"
+        audit = await (await raw_connection(s)).fetch(
+            "SELECT action, detail->>'name' AS name FROM audit_log ORDER BY id"
+        )
+        assert [(a["action"], a["name"]) for a in audit][-1] == ("portfolio.renamed", "Swing")
     for bad, code in [("", "invalid_input"), ("x" * 41, "invalid_input"), ("Main", "conflict")]:
         with pytest.raises(DomainError) as info:
             async with db.user_scope(user) as s:
