@@ -30,7 +30,7 @@ CREATE TABLE orders (
     user_id          uuid NOT NULL,
     portfolio_id     uuid NOT NULL,
     client_order_id  text NOT NULL CHECK (char_length(client_order_id) BETWEEN 1 AND 64),
-    proposal_id      uuid UNIQUE,
+    proposal_id      uuid,
     symbol           text NOT NULL REFERENCES instruments,
     side             text NOT NULL CHECK (side IN ('buy', 'sell')),
     type             text NOT NULL CHECK (type IN ('market', 'limit', 'stop', 'stop_limit')),
@@ -63,6 +63,8 @@ CREATE TABLE orders (
     CHECK (status <> 'canceled' OR canceled_at IS NOT NULL)
 );
 CREATE INDEX orders_user_created ON orders (user_id, created_at DESC);
+-- One order per confirmed proposal (a double click can't make two); orders placed without one aren't indexed here.
+CREATE UNIQUE INDEX orders_one_per_proposal ON orders (proposal_id) WHERE proposal_id IS NOT NULL;
 CREATE INDEX orders_open_by_symbol ON orders (symbol) WHERE status IN ('new', 'partially_filled');
 SELECT enable_tenant_rls('orders');
 GRANT SELECT ON orders TO tradedesk_user;
@@ -152,8 +154,8 @@ CREATE TABLE cash_ledger (
     CHECK (kind <> 'deposit' OR amount > 0),
     CHECK (kind <> 'withdrawal' OR amount < 0)
 );
-CREATE INDEX cash_ledger_user_created ON cash_ledger (user_id, created_at DESC);
-CREATE INDEX cash_ledger_portfolio ON cash_ledger (portfolio_id, id);
+-- A portfolio's ledger in order; RLS adds the user_id, so one index serves users and the per-portfolio sums.
+CREATE INDEX cash_ledger_user_portfolio ON cash_ledger (user_id, portfolio_id, id);
 SELECT enable_tenant_rls('cash_ledger');
 GRANT SELECT ON cash_ledger TO tradedesk_user;
 
