@@ -6,16 +6,13 @@ No timing assertions here (DESIGN 9): the numbers are only checked for shape and
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
 from bench.matching import ORDERS, World, build_book, run_index, run_naive
-from tests.app.procs import clean_env
+from tests.bench.run import run_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_KEYS = {"ticks_per_s", "baseline_ticks_per_s", "ratio", "us_per_tick", "baseline_us_per_tick"}
@@ -23,23 +20,7 @@ RESULT_KEYS = {"ticks_per_s", "baseline_ticks_per_s", "ratio", "us_per_tick", "b
 
 @pytest.mark.slow
 def test_bench_matching_quick_prints_one_json_object(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "bench", "matching", "--json", "--quick"],
-        cwd=ROOT,
-        env=clean_env(TRADEDESK_DATA_DIR=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1 and proc.stdout == lines[0] + "\n", proc.stdout
-    report = json.loads(lines[0])
-    assert set(report) == {"bench", "results", "params"}
-    assert report["bench"] == "matching"
-
-    results, params = report["results"], report["params"]
+    results, params, stderr = run_bench("matching", tmp_path)
     assert set(results) >= RESULT_KEYS
     for key in RESULT_KEYS:
         assert isinstance(results[key], float | int) and results[key] > 0, key
@@ -52,7 +33,7 @@ def test_bench_matching_quick_prints_one_json_object(tmp_path: Path) -> None:
     assert params["mismatched_ticks"] == 0
     assert params["baseline_taken"] > 0  # the comparison covered ticks that took orders
     assert 0 < params["baseline_ticks"] < params["ticks"]
-    assert "timing" in proc.stderr
+    assert "timing" in stderr
     assert not (tmp_path / "bench").exists()  # no database: nothing written
 
 

@@ -6,15 +6,11 @@ No timing assertions here (DESIGN 9): the numbers are only checked for shape and
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.app.procs import clean_env
-from tests.bench.test_bench_rls import _postgres_using
+from tests.bench.run import postgres_using, run_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_KEYS = {"orders_per_s", "p99_ms", "p50_ms", "floor_per_s", "floor_p50_ms", "floor_p99_ms", "ratio"}
@@ -23,24 +19,7 @@ PARAM_KEYS = {"users", "orders", "floor_txns", "quick", "postgres", "synchronous
 
 @pytest.mark.slow
 def test_bench_orders_quick_prints_one_json_object_and_cleans_up(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "bench", "orders", "--json", "--quick"],
-        cwd=ROOT,
-        env=clean_env(TRADEDESK_DATA_DIR=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1 and proc.stdout == lines[0] + "\n", proc.stdout
-    report = json.loads(lines[0])
-    assert isinstance(report, dict)
-    assert set(report) == {"bench", "results", "params"}
-    assert report["bench"] == "orders"
-
-    results, params = report["results"], report["params"]
+    results, params, stderr = run_bench("orders", tmp_path)
     assert set(results) >= RESULT_KEYS
     assert set(params) >= PARAM_KEYS
     for key in RESULT_KEYS:
@@ -65,6 +44,6 @@ def test_bench_orders_quick_prints_one_json_object_and_cleans_up(tmp_path: Path)
     assert params["price_refreshes"] >= 1
 
     # Progress went to stderr, and the throwaway cluster is gone: no process, no folder.
-    assert "warming up" in proc.stderr
-    assert _postgres_using(tmp_path) == []
+    assert "warming up" in stderr
+    assert postgres_using(tmp_path) == []
     assert list((tmp_path / "bench").iterdir()) == []

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from core.config import Settings
 from core.market.ticks import Tick
@@ -108,3 +108,23 @@ _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
 def loads(raw: str | bytes) -> object:
     """Parse one JSON frame. Non-integer numbers come back as Decimal and NaN/Infinity are refused: no float."""
     return _DECODER.decode(raw if isinstance(raw, str) else raw.decode())
+
+
+class JsonAdapter:
+    """The parse() every JSON provider shares: never raises on provider input, counts what it can't use.
+
+    Subclasses implement `_parse(message)` for one decoded frame and may raise any of PARSE_ERRORS (BadMessage
+    included) for a frame they don't understand.
+    """
+
+    malformed: int
+
+    def parse(self, raw: str | bytes) -> list[Tick]:
+        try:
+            return self._parse(loads(raw))
+        except PARSE_ERRORS:
+            self.malformed += 1
+            return []
+
+    def _parse(self, message: Any) -> list[Tick]:
+        raise NotImplementedError

@@ -19,7 +19,7 @@ from typing import Any
 
 from core.config import Settings
 from core.market.instruments import SymbolMap
-from core.market.providers.base import PARSE_ERRORS, BadMessage, ProviderEvent, decimal_field, epoch_ms, loads
+from core.market.providers.base import BadMessage, JsonAdapter, ProviderEvent, decimal_field, epoch_ms
 from core.market.ticks import Tick
 
 DEFAULT_URL = "wss://stream.binance.com:9443/ws"
@@ -28,7 +28,7 @@ _STREAMS_PER_MESSAGE = 256
 _TRADE_EVENTS = frozenset({"trade", "aggTrade"})
 
 
-class BinanceAdapter:
+class BinanceAdapter(JsonAdapter):
     name = "binance"
 
     def __init__(self, symbols: SymbolMap) -> None:
@@ -50,13 +50,6 @@ class BinanceAdapter:
             chunk = streams[start : start + _STREAMS_PER_MESSAGE]
             messages.append(json.dumps({"method": "SUBSCRIBE", "params": chunk, "id": self._request_id}))
         return messages
-
-    def parse(self, raw: str | bytes) -> list[Tick]:
-        try:
-            return self._parse(loads(raw))
-        except PARSE_ERRORS:
-            self.malformed += 1
-            return []
 
     def _parse(self, message: Any) -> list[Tick]:
         if type(message) is not dict:

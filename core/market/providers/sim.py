@@ -17,7 +17,7 @@ from typing import Any
 
 from core.config import Settings
 from core.market.instruments import SymbolMap
-from core.market.providers.base import PARSE_ERRORS, BadMessage, ProviderEvent, decimal_field, epoch_ms, loads
+from core.market.providers.base import BadMessage, JsonAdapter, ProviderEvent, decimal_field, epoch_ms
 from core.market.ticks import Tick
 
 
@@ -29,7 +29,7 @@ def trade_message(symbol: str, price: str, size: str, ts_ms: int) -> str:
     return json.dumps({"type": "trade", "s": symbol, "p": price, "q": size, "t": ts_ms})
 
 
-class SimAdapter:
+class SimAdapter(JsonAdapter):
     name = "sim"
 
     def __init__(self, symbols: SymbolMap) -> None:
@@ -43,13 +43,6 @@ class SimAdapter:
 
     def subscribe_messages(self, symbols: Sequence[str]) -> list[str]:
         return [subscribe_message([self.symbols.provider_symbol(s) for s in symbols])]
-
-    def parse(self, raw: str | bytes) -> list[Tick]:
-        try:
-            return self._parse(loads(raw))
-        except PARSE_ERRORS:
-            self.malformed += 1
-            return []
 
     def _parse(self, message: Any) -> list[Tick]:
         if type(message) is not dict:
