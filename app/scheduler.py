@@ -10,6 +10,7 @@ from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from core.alerts.service import expire_alerts
 from core.db.database import Database
 from core.market.sessions import MarketHours
 from core.orders.matching import Matcher
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 EXPIRY_EVERY_S = 15
 SNAPSHOT_EVERY_S = 300
+ALERT_EXPIRY_EVERY_S = 60
 
 
 class WorkerJobs:
@@ -37,6 +39,12 @@ class WorkerJobs:
         if expired:
             log.info("orders: %d DAY order(s) expired at their session close", len(expired))
 
+    async def expire_alerts(self) -> None:
+        async with self.db.system_scope("alerts.expiry") as session:
+            count = await expire_alerts(session, self.hours.now())
+        if count:
+            log.info("alerts: %d alert(s) expired", count)
+
     async def snapshot_equity(self) -> None:
         async with self.db.system_scope("portfolio.snapshots") as session:
             count = await snapshot_equity(session, self.hours.now())
@@ -48,7 +56,13 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
         timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )
     scheduler.add_job(jobs.expire_orders, "interval", seconds=EXPIRY_EVERY_S, id="orders.expiry")
+    scheduler.add_job(jobs.expire_alerts, "interval", seconds=ALERT_EXPIRY_EVERY_S, id="alerts.expiry")
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
     scheduler.start()
-    log.info("scheduler: DAY-order expiry every %d s, equity snapshots every %d s", EXPIRY_EVERY_S, SNAPSHOT_EVERY_S)
+    log.info(
+        "scheduler: DAY-order expiry every %d s, alert expiry every %d s, equity snapshots every %d s",
+        EXPIRY_EVERY_S,
+        ALERT_EXPIRY_EVERY_S,
+        SNAPSHOT_EVERY_S,
+    )
     return scheduler

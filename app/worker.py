@@ -1,6 +1,6 @@
 """The worker role: the market feed (with the local sim exchange when that is the provider), the tick bus, price
-persistence, the paper broker's matcher and the scheduler. The alert engine joins it in its issue, as another
-consumer of `bus`. Bot and web never touch any of this: they read prices from last_prices.
+persistence, the paper broker's matcher, the alert engine and the scheduler. Bot and web never touch any of this:
+they read prices from last_prices.
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from app.scheduler import WorkerJobs, start_scheduler
 from app.services import broker_costs, market_hours
+from core.alerts.engine import AlertEngine
 from core.config import Settings
 from core.db.database import Database
 from core.db.listen import ChangeListener
@@ -23,6 +25,7 @@ from core.market.instruments import SymbolMap, load_instruments
 from core.market.persist import PricePersister
 from core.market.providers import ADAPTERS, make_adapter
 from core.market.sim import SimServer
+from core.market.ticks import Tick
 from core.orders.matching import Matcher
 
 log = logging.getLogger("tradedesk.worker")
@@ -56,6 +59,7 @@ class Worker:
         self.feed: MarketFeed | None = None
         self.hours = market_hours(settings)
         self.matcher = Matcher(database, self.hours, broker_costs(settings))
+        self.alerts = AlertEngine(database)
         self.scheduler: AsyncIOScheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -90,7 +94,8 @@ class Worker:
         else:
             log.info("market feed: %s at %s", provider, redact_url(url))
         self.persister.start()
-        await self._start_matching()
+        await self._follow("matching", self.matcher.on_change, self.matcher.reload, self.matcher.on_tick)
+        await self._follow("alerts", self.alerts.on_change, self.alerts.reload, self.alerts.on_tick)
         self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher))
         self.feed = MarketFeed(
             adapter, url, symbols.canonical_symbols, self.bus.publish, stale_after_s=settings.market_stale_after_s
@@ -98,19 +103,23 @@ class Worker:
         self.feed.start()
         log.info("market feed: streaming %d instrument(s): %s", len(symbols), ", ".join(symbols.canonical_symbols))
 
-    async def _start_matching(self) -> None:
-        """Load resting orders, then follow changes and ticks. LISTEN starts before the first tick is matched."""
-        listener = ChangeListener(
-            self.database, name="matching", on_change=self.matcher.on_change, on_connect=self.matcher.reload
-        )
-        self._tasks.append(asyncio.create_task(listener.run(), name="matching.listener"))
+    async def _follow(
+        self,
+        name: str,
+        on_change: Callable[[str], Awaitable[None]],
+        reload: Callable[[], Awaitable[None]],
+        on_tick: Callable[[Tick], Awaitable[None]],
+    ) -> None:
+        """Keep an in-memory index in step: LISTEN and load first, then consume ticks from the bus."""
+        listener = ChangeListener(self.database, name=name, on_change=on_change, on_connect=reload)
+        self._tasks.append(asyncio.create_task(listener.run(), name=f"{name}.listener"))
         await asyncio.wait_for(listener.connected.wait(), timeout=30)
-        ticks = self.bus.subscribe("matching")
-        self._tasks.append(asyncio.create_task(self._match(ticks), name="matching.ticks"))
+        self._tasks.append(asyncio.create_task(self._consume(self.bus.subscribe(name), on_tick), name=f"{name}.ticks"))
 
-    async def _match(self, ticks: Subscription) -> None:
+    @staticmethod
+    async def _consume(ticks: Subscription, on_tick: Callable[[Tick], Awaitable[None]]) -> None:
         async for tick in ticks:
-            await self.matcher.on_tick(tick)
+            await on_tick(tick)
 
     async def stop(self) -> None:
         # The feed first (no new ticks), then the last write of prices, then the exchange the feed was reading.

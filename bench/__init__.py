@@ -19,12 +19,19 @@ class BenchResult:
 
 
 def _registry() -> dict[str, BenchFn]:
+    from bench.alerts import bench_alerts
     from bench.feed import bench_feed
     from bench.matching import bench_matching
     from bench.orders import bench_orders
     from bench.rls import bench_rls
 
-    return {"feed": bench_feed, "matching": bench_matching, "orders": bench_orders, "rls": bench_rls}
+    return {
+        "alerts": bench_alerts,
+        "feed": bench_feed,
+        "matching": bench_matching,
+        "orders": bench_orders,
+        "rls": bench_rls,
+    }
 
 
 def run_bench(settings: Settings, name: str | None, *, as_json: bool, quick: bool) -> None:

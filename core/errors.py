@@ -54,6 +54,12 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class EntitlementRequired(DomainError):
+    """The user's plan doesn't include this, or its quota is used up; the message names the plan."""
+
+    code = "entitlement_required"
+
+
 # Codes raised by the SQL functions (HINT of a P0001 error) -> the DomainError that carries them.
 _BY_CODE: dict[str, type[DomainError]] = {
     "not_found": NotFound,

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -49,6 +49,15 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
     dbapi = await conn.get_raw_connection()
     driver: asyncpg.Connection = dbapi.driver_connection
     return driver
+
+
+# What core services take as their first argument: a user_scope/system_scope session, or user_connection's connection.
+Scope: TypeAlias = AsyncSession | asyncpg.Connection
+
+
+async def scope_connection(scope: Scope) -> asyncpg.Connection:
+    """The asyncpg connection of either kind of scope."""
+    return scope if isinstance(scope, asyncpg.Connection) else await raw_connection(scope)
 
 
 class Database:

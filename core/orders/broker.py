@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, TypeAlias
+from typing import Protocol
 from uuid import UUID
 
-import asyncpg
-from sqlmodel.ext.asyncio.session import AsyncSession
-
+from core.db.database import Scope
 from core.orders.models import OrderView
 
 
@@ -48,10 +46,6 @@ class OrderRequest:
     # Bound to what the user confirmed (a proposal) so that a retried submission returns the first order.
     client_order_id: str | None = None
     proposal_id: UUID | None = None
-
-
-# A user_scope session, or the bare connection of user_connection (the hot path).
-Scope: TypeAlias = AsyncSession | asyncpg.Connection
 
 
 class Broker(Protocol):

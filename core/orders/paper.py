@@ -18,10 +18,10 @@ from uuid import UUID
 import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.db.database import raw_connection
+from core.db.database import Scope, raw_connection, scope_connection
 from core.errors import domain_error
 from core.market.sessions import ALWAYS, MarketHours
-from core.orders.broker import OPEN_STATUSES, OrderRequest, Scope
+from core.orders.broker import OPEN_STATUSES, OrderRequest
 from core.orders.models import OrderView
 
 _PLACE = (
@@ -41,11 +41,6 @@ class BrokerCosts:
 def order_from_row(row: asyncpg.Record | dict[str, Any]) -> OrderView:
     # A row of our own orders table, with asyncpg's exact types (Decimal, UUID, aware datetimes): no validation to do.
     return OrderView.model_construct(**dict(row))
-
-
-async def _conn(scope: Scope) -> asyncpg.Connection:
-    """The asyncpg connection of a user_scope session or a user_connection."""
-    return scope if isinstance(scope, asyncpg.Connection) else await raw_connection(scope)
 
 
 async def call(conn: asyncpg.Connection, sql: str, *args: Any) -> asyncpg.Record | None:
@@ -73,7 +68,7 @@ class PaperBroker:
     async def submit(self, session: Scope, request: OrderRequest) -> OrderView:
         """Place an order for the scoped user; market and marketable limit orders fill at once when the market is
         open and the quote fresh. A retried client_order_id returns the first order."""
-        conn = await _conn(session)
+        conn = await scope_connection(session)
         symbol = request.symbol.strip().upper()
         now = self.hours.now()
         trading_session = await self._session_of(conn, symbol)
@@ -102,14 +97,14 @@ class PaperBroker:
 
     async def cancel(self, session: Scope, order_id: UUID) -> OrderView:
         """Cancel one of the scoped user's open orders. Against a fill of the same order, exactly one wins."""
-        conn = await _conn(session)
+        conn = await scope_connection(session)
         row = await call(conn, "SELECT * FROM cancel_order($1::uuid, $2::timestamptz)", order_id, self.hours.now())
         assert row is not None
         return order_from_row(row)
 
     async def orders(self, session: Scope, *, open_only: bool = False, limit: int = 50) -> list[OrderView]:
         """The scoped user's orders, newest first (RLS shows only theirs)."""
-        conn = await _conn(session)
+        conn = await scope_connection(session)
         rows = await conn.fetch(
             "SELECT * FROM orders WHERE ($1::boolean IS FALSE OR status = ANY($2::text[])) "
             "ORDER BY created_at DESC LIMIT $3",
@@ -120,7 +115,7 @@ class PaperBroker:
         return [order_from_row(r) for r in rows]
 
     async def get(self, session: Scope, order_id: UUID) -> OrderView | None:
-        conn = await _conn(session)
+        conn = await scope_connection(session)
         row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
         return order_from_row(row) if row else None
 
