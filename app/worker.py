@@ -1,6 +1,6 @@
 """The worker role: the market feed (with the local sim exchange when that is the provider), the tick bus, price
-persistence, the paper broker's matcher, the alert engine and the scheduler. Bot and web never touch any of this:
-they read prices from last_prices.
+persistence, the paper broker's matcher, the alert engine, the notification outbox's dispatcher and the scheduler.
+Bot and web never touch any of this: they read prices from last_prices.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
@@ -26,6 +27,9 @@ from core.market.persist import PricePersister
 from core.market.providers import ADAPTERS, make_adapter
 from core.market.sim import SimServer
 from core.market.ticks import Tick
+from core.notifications.dispatcher import Dispatcher
+from core.notifications.limiter import TokenBucket
+from core.notifications.notifier import ConsoleNotifier
 from core.orders.matching import Matcher
 
 log = logging.getLogger("tradedesk.worker")
@@ -59,7 +63,11 @@ class Worker:
         self.feed: MarketFeed | None = None
         self.hours = market_hours(settings)
         self.matcher = Matcher(database, self.hours, broker_costs(settings))
-        self.alerts = AlertEngine(database)
+        # Discord's notifier replaces the console one when the bot role lands; all senders share one pace.
+        self.limiter = TokenBucket()
+        self.dispatcher = Dispatcher(database, ConsoleNotifier(sys.stdout), self.limiter)
+        self.alerts = AlertEngine(database, on_fired=self.dispatcher.wake)
+        self._dispatch_stop = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -96,6 +104,7 @@ class Worker:
         self.persister.start()
         await self._follow("matching", self.matcher.on_change, self.matcher.reload, self.matcher.on_tick)
         await self._follow("alerts", self.alerts.on_change, self.alerts.reload, self.alerts.on_tick)
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(self._dispatch_stop), name="notifications.dispatch"))
         self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher))
         self.feed = MarketFeed(
             adapter, url, symbols.canonical_symbols, self.bus.publish, stale_after_s=settings.market_stale_after_s
@@ -126,6 +135,7 @@ class Worker:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        self._dispatch_stop.set()  # a delivery cut short is safe: its lease expires and the nonce dedupes
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

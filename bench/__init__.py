@@ -20,6 +20,7 @@ class BenchResult:
 
 def _registry() -> dict[str, BenchFn]:
     from bench.alerts import bench_alerts
+    from bench.dispatch import bench_dispatch
     from bench.feed import bench_feed
     from bench.matching import bench_matching
     from bench.orders import bench_orders
@@ -27,6 +28,7 @@ def _registry() -> dict[str, BenchFn]:
 
     return {
         "alerts": bench_alerts,
+        "dispatch": bench_dispatch,
         "feed": bench_feed,
         "matching": bench_matching,
         "orders": bench_orders,

@@ -19,6 +19,7 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -61,8 +62,16 @@ def _entry(row: Any) -> Entry:
 
 
 class AlertEngine:
-    def __init__(self, db: Database, *, clock: Clock = utc_clock, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock = utc_clock,
+        retry_after_s: float = 1.0,
+        on_fired: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
+        self.on_fired = on_fired  # e.g. wake the outbox dispatcher: the DM goes out now, not at its next poll
         self.clock = clock
         self.index = AlertIndex()
         self.retry_after_s = retry_after_s
@@ -207,6 +216,8 @@ class AlertEngine:
             return
         self.fired += 1
         log.info("alerts: fired %s %s %s at %s", entry.symbol, entry.direction, alert_id, price)
+        if self.on_fired is not None:
+            self.on_fired()
         if entry.cooldown_s != ONCE:
             rearm = replace(entry, trigger_count=entry.trigger_count + 1)
             heapq.heappush(self._rearm, (ts.timestamp() + entry.cooldown_s, next(self._seq), rearm))

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from app import __version__
+from core.alerts.service import create_alert
 from core.db.database import Database, raw_connection
 from core.db.identity import resolve_identity
 from core.market.sessions import MarketHours
@@ -271,4 +272,42 @@ def test_a_paper_order_fills_against_sim_ticks(runs: Runs, data_dir: Path) -> No
     assert limit.limit_price is not None and limit.avg_fill_price is not None
     assert limit.avg_fill_price <= limit.limit_price and actor == "system:broker"
     assert re.search(rf"matching: filled buy BTC-USD {limit.id}", td.log), td.log
+    assert_stops_cleanly(td, signal.SIGTERM, data_dir)
+
+
+async def _alert_both_ways(url: str) -> str:
+    """Alerts a tick above and a tick below the last price: the sim's next move crosses one of them."""
+    db = Database(url)
+    try:
+        user = await resolve_identity(db, console_handle="watcher")
+        async with db.user_scope(user) as s:
+            last = await (await raw_connection(s)).fetchval("SELECT price FROM last_prices WHERE symbol = 'BTC-USD'")
+            await create_alert(s, "BTC-USD", "above", last + Decimal("0.01"))
+            await create_alert(s, "BTC-USD", "below", last - Decimal("0.01"))
+        return str(last)
+    finally:
+        await db.dispose()
+
+
+def test_an_alert_fires_on_a_sim_tick_and_is_delivered_once(runs: Runs, data_dir: Path) -> None:
+    """`tradedesk run` with no configuration: the engine fires on the tick that crosses, the outbox delivers it
+    through the console notifier, once."""
+    td = runs.start(free_port(), TRADEDESK_SIM_TICKS_PER_S="200")
+    assert_healthy(td)
+    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    deadline = time.monotonic() + 30
+    while not any(r["symbol"] == "BTC-USD" and r["age"] < timedelta(seconds=5) for r in asyncio.run(_last_prices(url))):
+        assert time.monotonic() < deadline, f"no fresh BTC-USD price; log:\n{td.log}"
+        time.sleep(0.2)
+    asyncio.run(_alert_both_ways(url))
+    while "[notification #" not in td.log:
+        assert time.monotonic() < deadline, f"no alert was delivered; log:\n{td.log}"
+        time.sleep(0.2)
+    time.sleep(1)  # room for a (wrong) second delivery to show up
+    lines = [line for line in td.log.splitlines() if "[notification #" in line]
+    assert all("to @watcher" in line and "BTC-USD" in line for line in lines), lines
+    assert len({line.split("]")[0] for line in lines}) == len(lines), f"a notification was delivered twice: {lines}"
+    assert re.search(r"alerts: fired BTC-USD (above|below)", td.log), td.log
     assert_stops_cleanly(td, signal.SIGTERM, data_dir)
