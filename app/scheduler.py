@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from core.alerts.service import expire_alerts
 from core.db.database import Database
 from core.market.sessions import MarketHours
+from core.notifications.digest import enqueue_digests
 from core.orders.matching import Matcher
 from core.orders.paper import expire_day_orders
 from core.portfolio.service import snapshot_equity
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 EXPIRY_EVERY_S = 15
 SNAPSHOT_EVERY_S = 300
 ALERT_EXPIRY_EVERY_S = 60
+DIGEST_EVERY_S = 60
 
 
 class WorkerJobs:
@@ -45,6 +47,12 @@ class WorkerJobs:
         if count:
             log.info("alerts: %d alert(s) expired", count)
 
+    async def daily_digests(self) -> None:
+        async with self.db.system_scope("notifications.digest") as session:
+            count = await enqueue_digests(session, self.hours.now())
+        if count:
+            log.info("notifications: %d daily digest(s) queued", count)
+
     async def snapshot_equity(self) -> None:
         async with self.db.system_scope("portfolio.snapshots") as session:
             count = await snapshot_equity(session, self.hours.now())
@@ -57,12 +65,15 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     )
     scheduler.add_job(jobs.expire_orders, "interval", seconds=EXPIRY_EVERY_S, id="orders.expiry")
     scheduler.add_job(jobs.expire_alerts, "interval", seconds=ALERT_EXPIRY_EVERY_S, id="alerts.expiry")
+    scheduler.add_job(jobs.daily_digests, "interval", seconds=DIGEST_EVERY_S, id="notifications.digest")
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
     scheduler.start()
     log.info(
-        "scheduler: DAY-order expiry every %d s, alert expiry every %d s, equity snapshots every %d s",
+        "scheduler: DAY-order expiry every %d s, alert expiry every %d s, daily digests checked every %d s, "
+        "equity snapshots every %d s",
         EXPIRY_EVERY_S,
         ALERT_EXPIRY_EVERY_S,
+        DIGEST_EVERY_S,
         SNAPSHOT_EVERY_S,
     )
     return scheduler

@@ -21,6 +21,7 @@ class User(SQLModel, table=True):
     quiet_hours_start: time | None = None
     quiet_hours_end: time | None = None
     dm_status: str = Field(default="unknown", sa_type=TEXT)
+    digest_time: time | None = None
     dm_channel_id: int | None = Field(default=None, sa_type=BIGINT)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)

@@ -23,7 +23,8 @@ from tests.core.db.world import BUILDERS, World, build_world, insert_sql, raw, s
 TENANT_GRANTS: dict[str, set[str]] = {
     "users": {
         "SELECT",
-        "UPDATE(alerts_muted_until,display_currency,display_name,quiet_hours_end,quiet_hours_start,timezone,updated_at)",
+        "UPDATE(alerts_muted_until,digest_time,display_currency,display_name,quiet_hours_end,quiet_hours_start,timezone,"
+        "updated_at)",
     },
     # Opening portfolios, moving cash and placing or canceling orders go through the SQL functions below.
     "portfolios": {"SELECT", "UPDATE(allow_short,is_default,name)"},
