@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -17,6 +15,7 @@ from core.db.identity import resolve_identity
 from core.db.listen import ChangeListener
 from tests.core.orders import conftest as _orders
 from tests.core.orders.conftest import Clock
+from tests.helpers import listening
 
 # The broker tests' fixtures, shared: the clock, and the instruments with their last prices.
 clock = _orders.clock
@@ -63,10 +62,5 @@ async def following(engine: AlertEngine, db: Database, clock: Clock) -> AsyncIte
     async def reload() -> None:
         await engine.reload(clock())
 
-    listener = ChangeListener(db, name="test-alerts", on_change=engine.on_change, on_connect=reload)
-    task = asyncio.create_task(listener.run())
-    await asyncio.wait_for(listener.connected.wait(), 10)
-    yield listener
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with listening(db, "test-alerts", engine.on_change, reload) as listener:
+        yield listener

@@ -14,16 +14,9 @@ from core.db.database import Database, run_sql
 from core.market.bus import TickBus
 from core.market.quotes import BusQuoteSource, DbQuoteSource, QuoteSource
 from core.market.ticks import Quote, Tick
+from tests.helpers import Clock
 
 TS = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 async def set_last_price(db: Database, symbol: str, price: str, source: str = "sim") -> None:

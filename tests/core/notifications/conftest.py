@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -14,25 +14,13 @@ from core.db.identity import resolve_identity
 from core.db.types import utcnow
 from core.notifications.dispatcher import Dispatcher, DispatchStats
 from core.notifications.outbox import enqueue
-
-
-class Clock:
-    """Starts a minute ahead of the real time (so rows enqueued with the database's now() during the test's setup are
-    due at once) and moves only when told."""
-
-    def __init__(self) -> None:
-        self.at = utcnow() + timedelta(minutes=1)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **kwargs: float) -> None:
-        self.at += timedelta(**kwargs)
+from tests.helpers import Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    """A minute ahead of the real time, so rows enqueued with the database's now() during setup are due at once."""
+    return Clock(utcnow() + timedelta(minutes=1))
 
 
 @dataclass

@@ -16,24 +16,14 @@ from core.db.identity import resolve_identity
 from core.market.sessions import MarketHours
 from core.orders.paper import BrokerCosts, PaperBroker
 from tests.core.db.world import seed_reference
+from tests.helpers import Clock
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday, 10:00 in New York: the US market is open
 
 
-class Clock:
-    def __init__(self, at: datetime = NOW) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **kwargs: float) -> None:
-        self.at += timedelta(**kwargs)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

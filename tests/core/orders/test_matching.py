@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +21,7 @@ from core.orders.models import OrderView as Order
 from core.orders.paper import PaperBroker
 from tests.conftest import PgCluster
 from tests.core.orders.conftest import Clock
+from tests.helpers import listening
 
 D = Decimal
 
@@ -53,13 +53,8 @@ async def matcher(db: Database, broker: PaperBroker, market: Any) -> Matcher:
 
 @pytest.fixture
 async def following(matcher: Matcher, db: Database) -> AsyncIterator[ChangeListener]:
-    listener = ChangeListener(db, name="test-matching", on_change=matcher.on_change, on_connect=matcher.reload)
-    task = asyncio.create_task(listener.run())
-    await asyncio.wait_for(listener.connected.wait(), 10)
-    yield listener
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with listening(db, "test-matching", matcher.on_change, matcher.reload) as listener:
+        yield listener
 
 
 async def eventually(predicate: Any, within_s: float = 5.0) -> None:
