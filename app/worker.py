@@ -127,14 +127,21 @@ class Worker:
 
     @staticmethod
     async def _consume(ticks: Subscription, on_tick: Callable[[Tick], Awaitable[None]]) -> None:
+        # A consumer that died would silently stop matching or alerting for everyone: log and go on instead.
         async for tick in ticks:
-            await on_tick(tick)
+            try:
+                await on_tick(tick)
+            except Exception:
+                log.exception("%s: failed on a %s tick; continuing with the next", ticks.name, tick.symbol)
 
     async def stop(self) -> None:
-        # The feed first (no new ticks), then the last write of prices, then the exchange the feed was reading.
+        # The feed first (no new ticks), so that prices are never persisted past what the matcher and the alert
+        # engine have evaluated; then the consumers; then the last write of prices; then the sim exchange.
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        if self.feed is not None:
+            await self.feed.stop()
         self._dispatch_stop.set()  # a delivery cut short is safe: its lease expires and the nonce dedupes
         for task in self._tasks:
             task.cancel()
@@ -142,8 +149,6 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        if self.feed is not None:
-            await self.feed.stop()
         await self.persister.stop()
         if self.sim is not None:
             await self.sim.stop()

@@ -71,7 +71,7 @@ GRANT SELECT ON audit_log TO tradedesk_user;
 -- A user's own actions are audited through this function, never by a direct INSERT: it takes the user from the
 -- scope, so an audit row can't be written for, or forged by, anyone else. It runs as tradedesk_system (its owner).
 CREATE FUNCTION record_audit(p_action text, p_detail jsonb DEFAULT '{}'::jsonb) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = tradedesk, pg_catalog
+    LANGUAGE sql SECURITY DEFINER SET search_path = tradedesk, pg_catalog, pg_temp
 AS $$
     INSERT INTO audit_log (user_id, actor, action, detail)
     VALUES (nullif(current_setting('app.user_id', true), '')::uuid, 'user', p_action, coalesce(p_detail, '{}'::jsonb))

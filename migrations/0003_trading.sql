@@ -143,7 +143,7 @@ CREATE TABLE cash_ledger (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     user_id       uuid NOT NULL,
     portfolio_id  uuid NOT NULL,
-    amount        numeric(28, 4) NOT NULL CHECK (amount <> 0),
+    amount        numeric(28, 4) NOT NULL CHECK (amount <> 0 OR kind = 'reset'),
     kind          text NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'trade', 'fee', 'reset')),
     fill_id       uuid UNIQUE,
     note          text CHECK (char_length(note) <= 200),

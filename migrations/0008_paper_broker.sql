@@ -68,7 +68,7 @@ BEGIN
     p.realized_pnl := p.realized_pnl + v_close_flow - v_removed;
     -- What the fill doesn't close opens (or adds to) a position: its cash flow becomes basis.
     p.cost_basis := p.cost_basis - v_removed - (p_flow - v_close_flow);
-    IF p.qty = 0 THEN
+    IF p.qty = 0 OR sign(p.qty + p_signed) = -sign(p.qty) THEN  -- opened now, or flipped through zero
         p.opened_at := p_at;
     END IF;
     p.qty := p.qty + p_signed;
@@ -85,7 +85,7 @@ $$;
 -- one statement. p_placed (the order.placed audit detail) is set when the order is placed and filled at once.
 CREATE FUNCTION td_book_fill(o orders, p positions, p_qty numeric, p_price numeric, p_gross numeric, p_fee numeric,
                              p_flow numeric, p_seq integer, p_at timestamptz, p_placed jsonb)
-RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     v_fill fills;
 BEGIN
@@ -125,7 +125,7 @@ $$;
 -- serialised on the order's row lock). A fill the portfolio can't pay for any more (the price ran away from the
 -- reservation) rejects the order instead.
 CREATE FUNCTION apply_fill(p_order_id uuid, p_price numeric, p_at timestamptz, p_fee_bps numeric)
-RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+RETURNS fills LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     o orders;
     p positions;
@@ -175,16 +175,16 @@ BEGIN
 END
 $$;
 
--- A stop-limit order whose stop was hit becomes a limit order.
+-- A stop-limit order whose stop was hit becomes a limit order. Returns NULL only when the order is no longer open.
 CREATE FUNCTION trigger_stop(p_order_id uuid, p_at timestamptz) RETURNS orders
-LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     o orders;
 BEGIN
-    UPDATE orders SET triggered_at = p_at, updated_at = p_at
-     WHERE id = p_order_id AND status IN ('new', 'partially_filled') AND triggered_at IS NULL
-    RETURNING * INTO o;
-    IF FOUND THEN
+    -- Idempotent: an order triggered earlier (whose fill then failed) is returned as it is, still open.
+    SELECT * INTO o FROM orders WHERE id = p_order_id AND status IN ('new', 'partially_filled') FOR UPDATE;
+    IF FOUND AND o.triggered_at IS NULL THEN
+        UPDATE orders SET triggered_at = p_at, updated_at = p_at WHERE id = o.id RETURNING * INTO o;
         INSERT INTO audit_log (user_id, actor, action, detail)
         VALUES (o.user_id, 'system:broker', 'order.triggered', jsonb_build_object('order_id', o.id));
     END IF;
@@ -192,12 +192,23 @@ BEGIN
 END
 $$;
 
+-- Cash held for a portfolio's open buy orders: what each could cost at most (its limit, its stop or the last price
+-- plus slippage for orders without a limit), fee included. The one rule for buying power and withdrawals.
+CREATE FUNCTION td_reserved_cash(p_portfolio_id uuid, p_fee_bps numeric, p_slippage_bps numeric) RETURNS numeric
+LANGUAGE sql STABLE SET search_path = tradedesk, pg_catalog, pg_temp AS $$
+    SELECT coalesce(sum((x.qty - x.filled_qty)
+                        * coalesce(x.limit_price, coalesce(x.stop_price, xp.price) * (1 + p_slippage_bps / 10000))
+                        * (1 + p_fee_bps / 10000)), 0)
+      FROM orders x LEFT JOIN last_prices xp ON xp.symbol = x.symbol
+     WHERE x.portfolio_id = p_portfolio_id AND x.side = 'buy' AND x.status IN ('new', 'partially_filled')
+$$;
+
 CREATE FUNCTION place_order(
     p_portfolio_id uuid, p_client_order_id text, p_symbol text, p_side text, p_type text, p_tif text,
     p_qty numeric, p_limit numeric, p_stop numeric, p_proposal_id uuid,
     p_session_open boolean, p_expires_at timestamptz, p_now timestamptz,
     p_stale_after interval, p_fee_bps numeric, p_slippage_bps numeric
-) RETURNS orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+) RETURNS orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     v_user uuid := td_current_user();
     i instruments;
@@ -301,12 +312,7 @@ BEGIN
         PERFORM td_fail('invalid_quantity', 'The smallest order TradeDesk takes is worth $1.00.');
     END IF;
     IF p_side = 'buy' THEN
-        SELECT coalesce(sum((x.qty - x.filled_qty) * coalesce(x.limit_price, x.stop_price, xp.price)
-                            * (1 + p_fee_bps / 10000)), 0)
-          INTO v_reserved
-          FROM orders x LEFT JOIN last_prices xp ON xp.symbol = x.symbol
-         WHERE x.portfolio_id = pf.id AND x.user_id = v_user AND x.side = 'buy'
-           AND x.status IN ('new', 'partially_filled');
+        v_reserved := td_reserved_cash(pf.id, p_fee_bps, p_slippage_bps);  -- pf is the user's, checked above
         IF p_qty * v_ref * (1 + p_fee_bps / 10000) > pf.cash - v_reserved THEN
             PERFORM td_fail('insufficient_buying_power',
                 format('Not enough buying power: this order needs about $%s and $%s is available.',
@@ -398,7 +404,7 @@ END
 $$;
 
 CREATE FUNCTION cancel_order(p_order_id uuid, p_now timestamptz) RETURNS orders
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     v_user uuid := td_current_user();
     o orders;
@@ -421,13 +427,16 @@ $$;
 
 -- DAY orders whose session has closed. For the worker's scheduler (system_scope).
 CREATE FUNCTION expire_orders(p_now timestamptz) RETURNS SETOF orders
-LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
-    WITH expired AS (
-        UPDATE orders SET status = 'expired', updated_at = p_now
-         WHERE status IN ('new', 'partially_filled') AND expires_at <= p_now
-        RETURNING *
+    -- Order rows are locked in id order, like reset_portfolio does, so the two can't deadlock.
+    WITH due AS (
+        SELECT id FROM orders WHERE status IN ('new', 'partially_filled') AND expires_at <= p_now
+         ORDER BY id FOR UPDATE
+    ), expired AS (
+        UPDATE orders SET status = 'expired', updated_at = p_now FROM due WHERE orders.id = due.id
+        RETURNING orders.*
     ), audited AS (
         INSERT INTO audit_log (user_id, actor, action, detail)
         SELECT user_id, 'system:scheduler', 'order.expired', jsonb_build_object('order_id', id) FROM expired
@@ -438,13 +447,13 @@ $$;
 
 -- Paper cash: open a portfolio with starting cash, deposit, withdraw, reset.
 CREATE FUNCTION open_portfolio(p_name text, p_cash numeric, p_allow_short boolean) RETURNS portfolios
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     v_user uuid := td_current_user();
     pf portfolios;
 BEGIN
-    IF p_cash < 0 OR p_cash > 100000000 THEN
-        PERFORM td_fail('invalid_amount', 'Starting cash must be between $0 and $100,000,000.');
+    IF p_cash IS NULL OR p_cash < 0 OR p_cash > 100000000 OR p_cash <> round(p_cash, 2) THEN
+        PERFORM td_fail('invalid_amount', 'Starting cash must be dollars and cents between $0 and $100,000,000.');
     END IF;
     INSERT INTO portfolios (user_id, name, cash, is_default, allow_short)
     VALUES (v_user, p_name, 0, NOT EXISTS (SELECT 1 FROM portfolios WHERE user_id = v_user AND is_default),
@@ -465,14 +474,15 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION move_cash(p_portfolio_id uuid, p_amount numeric, p_note text) RETURNS portfolios
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+CREATE FUNCTION move_cash(p_portfolio_id uuid, p_amount numeric, p_note text, p_fee_bps numeric,
+                          p_slippage_bps numeric) RETURNS portfolios
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     v_user uuid := td_current_user();
     pf portfolios;
     v_reserved numeric;
 BEGIN
-    IF p_amount = 0 OR abs(p_amount) > 100000000 OR p_amount <> round(p_amount, 2) THEN
+    IF p_amount IS NULL OR p_amount = 0 OR abs(p_amount) > 100000000 OR p_amount <> round(p_amount, 2) THEN
         PERFORM td_fail('invalid_amount', 'The amount must be a non-zero number of dollars and cents up to $100,000,000.');
     END IF;
     SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL FOR UPDATE;
@@ -480,10 +490,7 @@ BEGIN
         PERFORM td_fail('not_found', 'That portfolio does not exist.');
     END IF;
     IF p_amount < 0 THEN
-        SELECT coalesce(sum((x.qty - x.filled_qty) * coalesce(x.limit_price, x.stop_price, xp.price)), 0)
-          INTO v_reserved
-          FROM orders x LEFT JOIN last_prices xp ON xp.symbol = x.symbol
-         WHERE x.portfolio_id = pf.id AND x.side = 'buy' AND x.status IN ('new', 'partially_filled');
+        v_reserved := td_reserved_cash(pf.id, p_fee_bps, p_slippage_bps);
         IF pf.cash - v_reserved + p_amount < 0 THEN
             PERFORM td_fail('insufficient_cash',
                 format('You can withdraw at most $%s (cash not held for open buy orders).',
@@ -503,25 +510,33 @@ $$;
 -- Start a portfolio over: open orders canceled, positions closed out of the books, cash set to p_cash.
 -- Fills and the ledger keep their history; the reset itself is a ledger row.
 CREATE FUNCTION reset_portfolio(p_portfolio_id uuid, p_cash numeric, p_now timestamptz) RETURNS portfolios
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     v_user uuid := td_current_user();
     pf portfolios;
 BEGIN
-    IF p_cash < 0 OR p_cash > 100000000 THEN
-        PERFORM td_fail('invalid_amount', 'Starting cash must be between $0 and $100,000,000.');
+    IF p_cash IS NULL OR p_cash < 0 OR p_cash > 100000000 OR p_cash <> round(p_cash, 2) THEN
+        PERFORM td_fail('invalid_amount', 'Starting cash must be dollars and cents between $0 and $100,000,000.');
     END IF;
     SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM td_fail('not_found', 'That portfolio does not exist.');
     END IF;
-    UPDATE orders SET status = 'canceled', canceled_at = p_now, updated_at = p_now
-     WHERE portfolio_id = pf.id AND status IN ('new', 'partially_filled');
+    WITH open AS (
+        SELECT id FROM orders WHERE portfolio_id = pf.id AND status IN ('new', 'partially_filled')
+         ORDER BY id FOR UPDATE
+    ), canceled AS (
+        UPDATE orders SET status = 'canceled', canceled_at = p_now, updated_at = p_now FROM open
+         WHERE orders.id = open.id
+        RETURNING orders.id
+    )
+    INSERT INTO audit_log (user_id, actor, action, detail)
+    SELECT v_user, 'user', 'order.canceled', jsonb_build_object('order_id', id, 'reason', 'portfolio_reset')
+      FROM canceled;
     DELETE FROM positions WHERE portfolio_id = pf.id;
-    IF p_cash <> pf.cash THEN
-        INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, note)
-        VALUES (v_user, pf.id, p_cash - pf.cash, 'reset', 'portfolio reset');
-    END IF;
+    -- Always a ledger row, even for no change of cash: it is where the books start over.
+    INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, note)
+    VALUES (v_user, pf.id, p_cash - pf.cash, 'reset', 'portfolio reset');
     UPDATE portfolios SET cash = p_cash WHERE id = pf.id RETURNING * INTO pf;
     INSERT INTO audit_log (user_id, actor, action, detail)
     VALUES (v_user, 'user', 'portfolio.reset', jsonb_build_object('portfolio_id', pf.id, 'cash', p_cash));
@@ -536,20 +551,22 @@ ALTER FUNCTION place_order(uuid, text, text, text, text, text, numeric, numeric,
                            timestamptz, timestamptz, interval, numeric, numeric) OWNER TO tradedesk_system;
 ALTER FUNCTION cancel_order(uuid, timestamptz) OWNER TO tradedesk_system;
 ALTER FUNCTION open_portfolio(text, numeric, boolean) OWNER TO tradedesk_system;
-ALTER FUNCTION move_cash(uuid, numeric, text) OWNER TO tradedesk_system;
+ALTER FUNCTION move_cash(uuid, numeric, text, numeric, numeric) OWNER TO tradedesk_system;
 ALTER FUNCTION reset_portfolio(uuid, numeric, timestamptz) OWNER TO tradedesk_system;
 REVOKE CREATE ON SCHEMA tradedesk FROM tradedesk_system;
 
 REVOKE ALL ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    td_reserved_cash(uuid, numeric, numeric),
     td_position_after(positions, numeric, numeric, timestamptz),
     td_book_fill(orders, positions, numeric, numeric, numeric, numeric, numeric, integer, timestamptz, jsonb),
     apply_fill(uuid, numeric, timestamptz, numeric), trigger_stop(uuid, timestamptz), expire_orders(timestamptz),
     place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean, timestamptz,
                 timestamptz, interval, numeric, numeric),
-    cancel_order(uuid, timestamptz), open_portfolio(text, numeric, boolean), move_cash(uuid, numeric, text),
+    cancel_order(uuid, timestamptz), open_portfolio(text, numeric, boolean), move_cash(uuid, numeric, text, numeric, numeric),
     reset_portfolio(uuid, numeric, timestamptz)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    td_reserved_cash(uuid, numeric, numeric),
     td_position_after(positions, numeric, numeric, timestamptz),
     td_book_fill(orders, positions, numeric, numeric, numeric, numeric, numeric, integer, timestamptz, jsonb),
     apply_fill(uuid, numeric, timestamptz, numeric), trigger_stop(uuid, timestamptz), expire_orders(timestamptz)
@@ -557,6 +574,6 @@ GRANT EXECUTE ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(nu
 GRANT EXECUTE ON FUNCTION
     place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean, timestamptz,
                 timestamptz, interval, numeric, numeric),
-    cancel_order(uuid, timestamptz), open_portfolio(text, numeric, boolean), move_cash(uuid, numeric, text),
+    cancel_order(uuid, timestamptz), open_portfolio(text, numeric, boolean), move_cash(uuid, numeric, text, numeric, numeric),
     reset_portfolio(uuid, numeric, timestamptz)
     TO tradedesk_user;

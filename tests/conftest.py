@@ -39,6 +39,8 @@ class PgCluster:
         try:
             if template:
                 await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template} OWNER tradedesk STRATEGY FILE_COPY")
+                # A database's privileges aren't copied from its template; the migration runner revokes this.
+                await conn.execute(f"REVOKE TEMPORARY ON DATABASE {name} FROM PUBLIC")
             else:
                 await conn.execute(f"CREATE DATABASE {name} OWNER tradedesk")
         finally:

@@ -20,12 +20,22 @@ from uuid import UUID
 
 import asyncpg
 from sqlalchemy import Executable, Result, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.roles import SCHEMA, SYSTEM_ROLE, USER_ROLE
 
 log = logging.getLogger(__name__)
+
+# What a database that went away (restart, failover, a killed backend) raises through asyncpg or SQLAlchemy:
+# callers that can retry later catch these.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    SQLAlchemyError,
+)
 
 _SCOPE_SQL = text(
     "SELECT set_config('role', :role, true), set_config('app.user_id', :uid, true),"
@@ -67,7 +77,8 @@ class Database:
         self.url = url
         self._server_settings = {
             "role": USER_ROLE,
-            "search_path": SCHEMA,
+            # pg_temp named last: otherwise it is searched first, and a temp table could shadow ours.
+            "search_path": f"{SCHEMA}, pg_temp",
             "application_name": application_name,
         }
 
@@ -105,8 +116,8 @@ class Database:
         if not isinstance(user_id, UUID):
             raise TypeError(f"user_connection needs a UUID from resolve_identity, got {type(user_id).__name__}")
         pooled = await self.engine.raw_connection()  # the same pool as the sessions, minus the Connection layer
+        conn: asyncpg.Connection = pooled.driver_connection
         try:
-            conn: asyncpg.Connection = pooled.driver_connection
             # str(UUID) is hex digits and dashes only, so it is safe inside the literal.
             await conn.execute(
                 f"BEGIN; SELECT set_config('role', '{USER_ROLE}', true), set_config('app.user_id', '{user_id}', true)"
@@ -119,6 +130,8 @@ class Database:
                 raise
             await conn.execute("COMMIT")
         finally:
+            if conn.is_closed():
+                pooled.invalidate()  # a dead connection must not go back to the pool
             pooled.close()
 
     @asynccontextmanager

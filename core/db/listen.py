@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from core.db.database import Database
+from core.db.database import DATABASE_ERRORS, Database
 
 log = logging.getLogger(__name__)
 
 CHANGES = "tradedesk_changes"
+_HEALTHY_S = 3600.0
 
 
 class ChangeListener:
@@ -42,27 +44,29 @@ class ChangeListener:
         self.connections = 0  # successful (re)connects so far
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting with backoff; each outage is logged once."""
+        """Listen until cancelled, reconnecting with backoff (reset after a healthy hour); each outage logged once."""
         attempt = 0
         while True:
+            if attempt:
+                await asyncio.sleep(random.uniform(0, min(self._max_backoff_s, 0.5 * 2**attempt)))  # noqa: S311
+            started = time.monotonic()
             try:
                 conn = await self._db.connect_raw()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 attempt += 1
                 if attempt == 1:
                     log.warning("%s: can't listen for changes (%s); retrying", self._name, exc)
-                await asyncio.sleep(random.uniform(0, min(self._max_backoff_s, 0.5 * 2**attempt)))  # noqa: S311
                 continue
             try:
                 await self._serve(conn, reconnected=attempt > 0)
                 log.warning("%s: lost the change listener connection; reconnecting", self._name)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("%s: change listener failed (%s); reconnecting", self._name, exc)
+            except DATABASE_ERRORS as exc:
+                log.warning("%s: change listener failed (%s: %s); reconnecting", self._name, type(exc).__name__, exc)
             finally:
                 self.connected.clear()
                 if not conn.is_closed():
                     await conn.close(timeout=2)
-            attempt = 1
+            attempt = 1 if time.monotonic() - started > _HEALTHY_S else attempt + 1
 
     async def _serve(self, conn: asyncpg.Connection, *, reconnected: bool) -> None:
         """LISTEN, reload, then hand notifications over one by one until the connection is lost."""

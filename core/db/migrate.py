@@ -89,6 +89,30 @@ async def check_login_role(conn: asyncpg.Connection) -> None:
             )
 
 
+async def check_no_temp_tables(conn: asyncpg.Connection) -> None:
+    """The app's roles must not create temporary tables: pg_temp is searched before other schemas, so a temp table
+    named like ours could shadow it, in a later transaction on the same pooled connection too. Postgres grants TEMP on
+    every database to PUBLIC by default; the database's owner can revoke it, so we do when we own it."""
+    if not await conn.fetchval(
+        "SELECT has_database_privilege($1, current_database(), 'TEMP')"
+        " OR has_database_privilege($2, current_database(), 'TEMP')",
+        USER_ROLE,
+        SYSTEM_ROLE,
+    ):
+        return
+    database = await conn.fetchval("SELECT current_database()")
+    if await conn.fetchval(
+        "SELECT pg_get_userbyid(datdba) = current_user FROM pg_database WHERE datname = $1", database
+    ):
+        await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+        log.info("revoked TEMPORARY on database %s from PUBLIC", database)
+        return
+    raise MigrationError(
+        f"tradedesk_user or tradedesk_system may create temporary tables in database {database}; as its owner run "
+        f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC (see `tradedesk bootstrap-sql`)'
+    )
+
+
 async def migrate(url: str, migrations: list[Migration] | None = None) -> MigrationReport:
     """Apply every migration not yet applied. Running it again changes nothing."""
     migrations = load_migrations() if migrations is None else migrations
@@ -96,6 +120,7 @@ async def migrate(url: str, migrations: list[Migration] | None = None) -> Migrat
     conn = await connect(url)
     try:
         await check_login_role(conn)
+        await check_no_temp_tables(conn)
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
             await conn.execute(

@@ -52,4 +52,6 @@ def bootstrap_sql(login_role: str = DEFAULT_LOGIN_ROLE, database: str | None = N
     if database is not None:
         check_identifier(database, "database")
         lines.append(f"GRANT CONNECT, CREATE ON DATABASE {database} TO {login_role};")
+        # No temporary tables for the app's roles: pg_temp is searched first and could shadow our tables.
+        lines.append(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC;")
     return "\n".join(lines) + "\n"

@@ -14,9 +14,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
-from core.db.database import Database, raw_connection
+from core.db.database import DATABASE_ERRORS, Database, raw_connection
 from core.market.sessions import ALWAYS, MarketHours
 from core.market.ticks import Tick
 from core.orders.book import OrderBook, RestingOrder
@@ -96,13 +94,22 @@ class Matcher:
         rules = self.rules.get(tick.symbol)
         if rules is None or not self.hours.is_open(rules.trading_session or ALWAYS, tick.ts):
             return
-        for order in self.book.take_triggered(tick.symbol, tick.price):
+        taken = self.book.take_triggered(tick.symbol, tick.price)
+        for done, order in enumerate(taken):
             try:
                 await self._act(order, tick, rules)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # The database is the truth: keep the order indexed and let a later tick try again.
-                self.book.add(order)
-                log.warning("matching: could not act on order %s (%s); will retry on a later tick", order.id, exc)
+            except DATABASE_ERRORS as exc:
+                # The database is the truth: keep this order and the ones not reached yet indexed; a later tick
+                # tries again (trigger_stop and apply_fill are safe to repeat).
+                for pending in taken[done:]:
+                    self.book.add(pending)
+                log.warning(
+                    "matching: database error on order %s (%s); %d order(s) kept for a later tick",
+                    order.id,
+                    type(exc).__name__,
+                    len(taken) - done,
+                )
+                return
 
     async def _act(self, order: RestingOrder, tick: Tick, rules: InstrumentRules) -> None:
         if order.type == "stop_limit" and not order.triggered:

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.database import raw_connection
 from core.errors import Conflict, InvalidInput, NotFound
-from core.orders.paper import call
+from core.orders.paper import BrokerCosts, call
 from core.portfolio.models import Portfolio
 
 COST_BASIS_METHOD = "average cost (fees included)"
@@ -137,18 +137,31 @@ async def rename_portfolio(session: AsyncSession, portfolio_id: UUID, name: str)
 async def deposit(session: AsyncSession, portfolio_id: UUID, amount: Decimal) -> Portfolio:
     if amount <= 0:
         raise InvalidInput("A deposit must be a positive amount.")
-    return await _move_cash(session, portfolio_id, amount, "deposit")
+    return await _move_cash(session, portfolio_id, amount, "deposit", BrokerCosts())
 
 
-async def withdraw(session: AsyncSession, portfolio_id: UUID, amount: Decimal) -> Portfolio:
+async def withdraw(
+    session: AsyncSession, portfolio_id: UUID, amount: Decimal, costs: BrokerCosts | None = None
+) -> Portfolio:
+    """Withdraw paper cash, never the cash held for open buy orders (priced with the broker's fee and slippage)."""
     if amount <= 0:
         raise InvalidInput("A withdrawal must be a positive amount.")
-    return await _move_cash(session, portfolio_id, -amount, "withdrawal")
+    return await _move_cash(session, portfolio_id, -amount, "withdrawal", costs or BrokerCosts())
 
 
-async def _move_cash(session: AsyncSession, portfolio_id: UUID, amount: Decimal, note: str) -> Portfolio:
+async def _move_cash(
+    session: AsyncSession, portfolio_id: UUID, amount: Decimal, note: str, costs: BrokerCosts
+) -> Portfolio:
     conn = await raw_connection(session)
-    row = await call(conn, "SELECT * FROM move_cash($1, $2, $3)", portfolio_id, amount, note)
+    row = await call(
+        conn,
+        "SELECT * FROM move_cash($1, $2, $3, $4, $5)",
+        portfolio_id,
+        amount,
+        note,
+        costs.fee_bps,
+        costs.slippage_bps,
+    )
     assert row is not None
     return _portfolio(row)
 

@@ -124,6 +124,8 @@ async def test_tradedesk_user_privileges_equal_the_grant_matrix(admin: asyncpg.C
     assert await catalog.sequence_privileges(admin) == SEQUENCE_GRANTS
     assert await catalog.executable_functions(admin) == EXECUTABLE_FUNCTIONS
     assert await admin.fetchval("SELECT has_schema_privilege('tradedesk_user', 'tradedesk', 'CREATE')") is False
+    for role in ("tradedesk_user", "tradedesk_system"):  # a temp table could shadow ours (pg_temp is searched first)
+        assert await admin.fetchval("SELECT has_database_privilege($1, current_database(), 'TEMP')", role) is False
 
 
 async def test_tradedesk_system_can_work_on_every_table_but_the_migration_log(admin: asyncpg.Connection) -> None:

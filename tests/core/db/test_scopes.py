@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -127,3 +128,35 @@ async def test_user_connection_is_the_same_scope_on_the_bare_connection(db: Data
     with pytest.raises(TypeError):
         async with db.user_connection(str(alice)):  # type: ignore[arg-type]
             pass
+
+
+async def test_the_app_roles_cannot_create_temporary_tables(db: Database) -> None:
+    """pg_temp is searched before our schema: a temp table named like ours could shadow it for a definer function or
+    for the next transaction on the same pooled connection. The roles have no TEMP privilege at all."""
+    alice = await resolve_identity(db, console_handle="alice")
+    with pytest.raises(Exception, match="permission denied to create temporary tables"):
+        async with db.user_connection(alice) as conn:
+            await conn.execute("CREATE TEMP TABLE last_prices (symbol text, price numeric)")
+    with pytest.raises(Exception, match="permission denied to create temporary tables"):
+        async with db.system_scope("test.temp") as s:
+            await run_sql(s, text("CREATE TEMP TABLE notifications (id int)"))
+
+
+async def test_a_dead_connection_is_not_handed_out_again(db_url: str, pg: Any) -> None:
+    single = Database(db_url, pool_size=1, max_overflow=0)
+    try:
+        alice = await resolve_identity(single, console_handle="alice")
+        async with single.user_connection(alice) as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        admin = await pg.admin()
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        with pytest.raises(Exception):  # noqa: B017 -- whatever the driver raises for a connection that died
+            async with single.user_connection(alice) as conn:
+                await conn.fetchval("SELECT 1")
+        async with single.user_connection(alice) as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != pid
+    finally:
+        await single.dispose()

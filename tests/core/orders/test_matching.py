@@ -216,3 +216,48 @@ async def test_after_losing_its_connection_the_listener_reloads_what_it_missed(
     )
     await eventually(lambda: following.connections >= 2, within_s=15)
     await eventually(lambda: order.id in matcher.book)
+
+
+async def test_a_database_that_went_away_loses_no_order_from_the_index(
+    db: Database,
+    broker: PaperBroker,
+    trader: tuple[UUID, UUID],
+    matcher: Matcher,
+    clock: Clock,
+    pg: PgCluster,
+    db_name: str,
+) -> None:
+    user, pf = trader
+    orders = [
+        await place(
+            db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D(price)
+        )
+        for price in ("195.00", "196.00")
+    ]
+    stop_limit = await place(
+        db,
+        broker,
+        user,
+        pf,
+        symbol="AAPL",
+        side=Side.BUY,
+        type=OrderType.STOP_LIMIT,
+        qty=D(1),
+        stop_price=D("201.00"),
+        limit_price=D("201.50"),
+    )
+    await matcher.reload()
+    await matcher.on_tick(tick("AAPL", "202.00", clock))  # stop hit, above its limit: now a triggered resting limit
+    admin = await asyncpg.connect(pg.superuser_url)
+    try:  # every pooled connection of the app dies, as in a database restart
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            db_name,
+        )
+    finally:
+        await admin.close()
+    await matcher.on_tick(tick("AAPL", "194.00", clock))  # fails on the dead connection: must not raise or forget
+    assert all(o.id in matcher.book for o in [*orders, stop_limit])
+    await matcher.on_tick(tick("AAPL", "194.00", clock))  # the pool reconnects: all three fill
+    for order in [*orders, stop_limit]:
+        assert (await status(db, user, order.id))[0] == "filled"

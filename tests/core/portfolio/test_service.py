@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -72,7 +73,8 @@ async def test_deposit_withdraw_and_their_limits(db: Database, user: UUID, broke
             s, OrderRequest(pf.id, "AAPL", Side.BUY, OrderType.LIMIT, D(5), TimeInForce.GTC, limit_price=D("150.00"))
         )
     cases = [
-        (service.withdraw, D("451"), "withdraw at most \\$450.00"),  # 750 of the 1,200 is held for the open buy
+        # 750.75 of the 1,200 is held for the open buy: 5 x 150.00 plus the broker's 10 bp fee.
+        (partial(service.withdraw, costs=broker.costs), D("450"), "withdraw at most \\$449.25"),
         (service.deposit, D("0.001"), "dollars and cents"),
         (service.deposit, D(-5), "positive"),
         (service.deposit, D("100000001"), "up to \\$100,000,000"),
@@ -144,3 +146,17 @@ async def test_day_change_counts_from_midnight_in_the_users_timezone_without_dep
         view = await service.value_portfolio(s, pf.id, now=clock(), stale_after=STALE)
     # Opening equity 10,000; a 1,000 deposit doesn't count; buying 10 at 200.10 with a 2.00 fee, marked at 200.00.
     assert view.day_change == D(2000) - D("2003.00")
+
+
+async def test_resetting_to_the_same_cash_still_starts_the_books_over(
+    db: Database, user: UUID, broker: PaperBroker, clock: Clock
+) -> None:
+    async with db.user_scope(user) as s:
+        pf = await service.default_portfolio(s, D(10000))
+        await service.deposit(s, pf.id, D(5000))
+        await broker.submit(s, OrderRequest(pf.id, "AAPL", Side.BUY, OrderType.MARKET, D(20)))
+        cash = (await service.value_portfolio(s, pf.id, now=clock(), stale_after=STALE)).cash
+        await service.reset_portfolio(s, pf.id, cash, clock())
+        view = await service.value_portfolio(s, pf.id, now=clock(), stale_after=STALE)
+    assert view.positions == [] and view.equity == cash == view.net_deposits
+    assert view.realized_pnl + view.unrealized_pnl == view.equity - view.net_deposits == 0
