@@ -66,7 +66,8 @@ class Worker:
         # Discord's notifier replaces the console one when the bot role lands; all senders share one pace.
         self.limiter = TokenBucket()
         self.dispatcher = Dispatcher(database, ConsoleNotifier(sys.stdout), self.limiter)
-        self.alerts = AlertEngine(database, on_fired=self.dispatcher.wake)
+        self.alerts = AlertEngine(database, on_fired=self.dispatcher.wake, autostart=False)
+        self._alert_ticks: tuple[Subscription, asyncio.Task[None]] | None = None
         self._dispatch_stop = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,7 +104,11 @@ class Worker:
             log.info("market feed: %s at %s", provider, redact_url(url))
         self.persister.start()
         await self._follow("matching", self.matcher.on_change, self.matcher.reload, self.matcher.on_tick)
-        await self._follow("alerts", self.alerts.on_change, self.alerts.reload, self.alerts.on_tick)
+        # Alerts see every price path (no conflation): their per-tick work is in memory, commits run beside it.
+        self._alert_ticks = await self._follow(
+            "alerts", self.alerts.on_change, self.alerts.reload, self.alerts.on_tick, conflate=False
+        )
+        self._tasks.append(asyncio.create_task(self.alerts.run_fires(), name="alerts.fires"))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(self._dispatch_stop), name="notifications.dispatch"))
         self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher))
         self.feed = MarketFeed(
@@ -118,12 +123,17 @@ class Worker:
         on_change: Callable[[str], Awaitable[None]],
         reload: Callable[[], Awaitable[None]],
         on_tick: Callable[[Tick], Awaitable[None]],
-    ) -> None:
+        *,
+        conflate: bool = True,
+    ) -> tuple[Subscription, asyncio.Task[None]]:
         """Keep an in-memory index in step: LISTEN and load first, then consume ticks from the bus."""
         listener = ChangeListener(self.database, name=name, on_change=on_change, on_connect=reload)
         self._tasks.append(asyncio.create_task(listener.run(), name=f"{name}.listener"))
         await asyncio.wait_for(listener.connected.wait(), timeout=30)
-        self._tasks.append(asyncio.create_task(self._consume(self.bus.subscribe(name), on_tick), name=f"{name}.ticks"))
+        ticks = self.bus.subscribe(name, maxsize=100_000 if not conflate else 10_000, conflate=conflate)
+        consumer = asyncio.create_task(self._consume(ticks, on_tick), name=f"{name}.ticks")
+        self._tasks.append(consumer)
+        return ticks, consumer
 
     @staticmethod
     async def _consume(ticks: Subscription, on_tick: Callable[[Tick], Awaitable[None]]) -> None:
@@ -142,6 +152,16 @@ class Worker:
             self.scheduler = None
         if self.feed is not None:
             await self.feed.stop()
+        if self._alert_ticks is not None:
+            # Every tick already received is evaluated and its fires committed before prices are written a last time.
+            ticks, consumer = self._alert_ticks
+            ticks.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            left = await self.alerts.drain()
+            if left:
+                log.error("alerts: %d fire(s) could not be committed before stopping", left)
+            self._alert_ticks = None
         self._dispatch_stop.set()  # a delivery cut short is safe: its lease expires and the nonce dedupes
         for task in self._tasks:
             task.cancel()

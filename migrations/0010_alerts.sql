@@ -6,8 +6,13 @@
 -- a trigger retried after a crash or a failed transaction finds the count already moved on and does nothing, and the
 -- dedupe key alert:<id>:<n> makes a second notification for the same trigger impossible even so.
 
+-- The price the create's already-crossed check used: the engine evaluates a fresh alert as a crossing from it to its
+-- own current price, so a tick crossing the level between the create's commit and the engine hearing of it fires.
+ALTER TABLE alerts ADD COLUMN checked_price numeric(28, 10) CHECK (checked_price > 0);
+GRANT INSERT (checked_price) ON alerts TO tradedesk_user;
+
 CREATE FUNCTION fire_alert(p_alert_id uuid, p_trigger_count integer, p_price numeric, p_at timestamptz)
-RETURNS bigint LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     a alerts;
     v_id bigint;
@@ -29,16 +34,16 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    v_level := rtrim(rtrim(a.threshold::text, '0'), '.');
+    v_level := trim_scale(a.threshold)::text;
     INSERT INTO notifications (user_id, kind, dedupe_key, title, body, payload, alert_id)
     VALUES (
         a.user_id, 'alert', 'alert:' || a.id || ':' || a.trigger_count,
         left(a.symbol || ' ' || a.direction || ' ' || v_level, 256),
-        left(a.symbol || ' traded at ' || rtrim(rtrim(p_price::text, '0'), '.') || ', '
+        left(a.symbol || ' traded at ' || trim_scale(p_price)::text || ', '
              || CASE a.direction WHEN 'above' THEN 'at or above ' ELSE 'at or below ' END || v_level
              || CASE WHEN a.kind = 'percent'
-                     THEN ' (' || rtrim(rtrim(a.percent::text, '0'), '.') || '% from '
-                          || rtrim(rtrim(a.reference_price::text, '0'), '.') || ')' ELSE '' END
+                     THEN ' (' || trim_scale(a.percent)::text || '% from '
+                          || trim_scale(a.reference_price)::text || ')' ELSE '' END
              || '.' || CASE WHEN a.note IS NOT NULL AND a.note <> '' THEN E'\n' || a.note ELSE '' END, 4000),
         jsonb_build_object('alert_id', a.id, 'symbol', a.symbol, 'direction', a.direction, 'kind', a.kind,
                            'threshold', a.threshold, 'price', p_price, 'trigger_count', a.trigger_count,
@@ -52,7 +57,7 @@ $$;
 
 -- Mark every active alert whose expiry has passed as expired (the scheduler's job). Returns how many.
 CREATE FUNCTION expire_alerts(p_now timestamptz) RETURNS integer LANGUAGE plpgsql
-SET search_path = tradedesk, pg_catalog AS $$
+SET search_path = tradedesk, pg_catalog, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN

@@ -20,6 +20,7 @@ class Alert(SQLModel, table=True):
     threshold: Decimal = Field(sa_type=PRICE)
     reference_price: Decimal | None = Field(default=None, sa_type=PRICE)
     percent: Decimal | None = Field(default=None, sa_type=PERCENT)
+    checked_price: Decimal | None = Field(default=None, sa_type=PRICE)  # the price the create checked against
     recurring: bool = False
     cooldown_seconds: int = 0
     expires_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)

@@ -9,7 +9,7 @@ Every bad input is refused with a DomainError before anything is written. Creati
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
@@ -48,8 +48,9 @@ _INSTRUMENT = (
 )
 _INSERT = (
     "INSERT INTO alerts (user_id, symbol, direction, kind, threshold, reference_price, percent, recurring, "
-    "cooldown_seconds, expires_at, note) VALUES (nullif(current_setting('app.user_id', true), '')::uuid, "
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *"
+    "cooldown_seconds, expires_at, note, checked_price) "
+    "VALUES (nullif(current_setting('app.user_id', true), '')::uuid, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "RETURNING *"
 )
 
 
@@ -150,12 +151,20 @@ async def create_alert(
     percent: Decimal | None = None
     if kind == "percent":
         reference, percent = price, number
+        direction = "above" if number > 0 else "below"
+        # To the tick, away from the price: an above level rounds up, a below level down, so the rounded level is
+        # never on the wrong side of the move asked for (never at or past the current price).
         step = max(instrument["tick_size"], MIN_THRESHOLD)
         raw = price * (1 + number / 100)
-        threshold = (raw / step).quantize(Decimal(1), rounding=ROUND_HALF_EVEN) * step
-        _check_threshold(threshold.quantize(MIN_THRESHOLD))
-        threshold = threshold.quantize(MIN_THRESHOLD)
-        direction = "above" if number > 0 else "below"
+        rounding = ROUND_CEILING if direction == "above" else ROUND_FLOOR
+        threshold = (raw / step).to_integral_value(rounding=rounding) * step
+        threshold = threshold.quantize(MIN_THRESHOLD, rounding=rounding)
+        _check_threshold(threshold)
+        if threshold == price:
+            raise AlreadyCrossed(
+                f"A {_fmt(number)}% move from {clean}'s current price {_fmt(price)} rounds to {_fmt(threshold)} at "
+                f"its tick size {_fmt(step)}, which is the current price itself: use a larger percent."
+            )
     else:
         threshold, direction = number, kind
     if direction == "above" and price >= threshold:
@@ -182,7 +191,7 @@ async def create_alert(
         )
     row = await conn.fetchrow(
         _INSERT, clean, direction, kind if kind == "percent" else "price", threshold, reference, percent, recurring,
-        cooldown_s, expires_at, note,
+        cooldown_s, expires_at, note, price,
     )  # fmt: skip
     await conn.execute("SELECT pg_notify($1, $2)", CHANGES, f"alerts:{row['id']}")
     return _alert(row)

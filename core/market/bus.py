@@ -26,10 +26,15 @@ _WARN_EVERY_S = 60.0
 class Subscription:
     """One consumer's view of the bus. `async for tick in sub`, or `await sub.get()` / `await sub.get_many()`."""
 
-    def __init__(self, bus: TickBus, name: str, maxsize: int, symbols: frozenset[str] | None) -> None:
+    def __init__(
+        self, bus: TickBus, name: str, maxsize: int, symbols: frozenset[str] | None, *, conflate: bool = True
+    ) -> None:
         if maxsize < 1:
             raise ValueError("a subscription needs room for at least one tick")
         self.name = name
+        # A consumer that must see every price path (the alert engine: 99 -> 101 -> 99 crosses 100 twice) never
+        # conflates; it keeps up by doing only in-memory work per tick, and a backlog is logged, never dropped.
+        self.conflate = conflate
         self.maxsize = maxsize
         self.symbols = symbols
         self.dropped = 0
@@ -53,7 +58,11 @@ class Subscription:
         """Take a tick without ever waiting (the bus calls this)."""
         if self._closed or (self.symbols is not None and tick.symbol not in self.symbols):
             return
-        if self._conflated or len(self._queue) >= self.maxsize:
+        if not self.conflate:
+            self._queue.append(tick)
+            if len(self._queue) > self.maxsize and self._may_warn():
+                log.warning("tick bus: consumer %s is %d ticks behind (nothing dropped)", self.name, len(self._queue))
+        elif self._conflated or len(self._queue) >= self.maxsize:
             if tick.symbol in self._conflated:
                 self.dropped += 1
             elif self._conflated == {} and self._may_warn():
@@ -139,9 +148,11 @@ class TickBus:
         self._last: dict[str, Tick] = {}
         self.published = 0
 
-    def subscribe(self, name: str, *, maxsize: int = 10_000, symbols: Iterable[str] | None = None) -> Subscription:
+    def subscribe(
+        self, name: str, *, maxsize: int = 10_000, symbols: Iterable[str] | None = None, conflate: bool = True
+    ) -> Subscription:
         """A new consumer named `name` (for logs), receiving ticks of `symbols` (all when None) from now on."""
-        sub = Subscription(self, name, maxsize, frozenset(symbols) if symbols is not None else None)
+        sub = Subscription(self, name, maxsize, frozenset(symbols) if symbols is not None else None, conflate=conflate)
         self._subscribers.append(sub)
         return sub
 

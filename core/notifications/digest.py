@@ -14,13 +14,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core.db.database import Scope, raw_connection, scope_connection
 
 _ENQUEUE = """
-WITH due AS (
+WITH valid AS MATERIALIZED (
+    -- Materialized, so no AT TIME ZONE below runs before the filter: one user's unknown zone (which AT TIME ZONE
+    -- rejects with an error) must not stop everyone else's digest.
+    SELECT u.id, u.timezone, u.digest_time
+      FROM users u JOIN pg_timezone_names z ON z.name = u.timezone
+     WHERE u.digest_time IS NOT NULL AND u.deleted_at IS NULL
+), due AS (
     SELECT u.id, (($1::timestamptz) AT TIME ZONE u.timezone)::date AS local_date,
            date_trunc('day', ($1::timestamptz) AT TIME ZONE u.timezone) AT TIME ZONE u.timezone AS day_start
-      FROM users u
-     WHERE u.digest_time IS NOT NULL AND u.deleted_at IS NULL
-       AND u.timezone IN (SELECT name FROM pg_timezone_names)
-       AND (($1::timestamptz) AT TIME ZONE u.timezone)::time >= u.digest_time
+      FROM valid u
+     WHERE (($1::timestamptz) AT TIME ZONE u.timezone)::time >= u.digest_time
 ), summary AS (
     SELECT d.id, d.local_date,
            (SELECT coalesce(sum(pf.cash), 0) FROM portfolios pf WHERE pf.user_id = d.id AND pf.archived_at IS NULL)

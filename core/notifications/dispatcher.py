@@ -7,15 +7,18 @@ One round (`Dispatcher.dispatch_once`) is three steps, and no lock is held while
    `lease` ahead. Rows that must wait are held in the same transaction, never dropped: a user's mute
    (alerts_muted_until, for alerts) or quiet hours (in their timezone, possibly spanning midnight) move the row to
    when they end; a user whose DMs are closed gets their rows parked (next_attempt_at = infinity) until
-   `mark_dm_open`. A burst for one user becomes one message listing them all.
+   `mark_dm_open`. A burst for one user becomes one message listing them all: a group, persisted on its rows
+   (group_id = the leader's id, the nonce) in the same transaction, with the claim's lease_token.
 2. Deliver, outside any transaction: each message waits for the shared limiter (one token per Discord request: two
-   when the DM channel isn't cached yet), then goes to the notifier with the first row's id as the nonce.
-3. Record, in a second short transaction: sent (message id; the others of a burst 'coalesced' into it; the DM channel
-   id cached on the user), retry later with exponential backoff (or the server's retry_after), DMs closed (the user
-   is marked 'closed' and the rows parked), or failed.
+   when the DM channel isn't cached yet), then goes to the notifier with the group's leader id as the nonce.
+3. Record, in a second short transaction fenced by the lease_token (a dispatcher whose lease ended and whose rows
+   were claimed again changes nothing): sent (message id; the others of a burst 'coalesced' into it; the DM channel
+   id cached on the user), retry later with exponential backoff (or the server's retry_after; one next attempt for
+   the whole group), DMs closed (the user is marked 'closed', the rows parked and their group dissolved), or failed.
 
-A crash between 1 and 3 leaves the rows leased: they come back when the lease ends and are sent again with the same
-nonce, which Discord (enforce_nonce) answers with the first message instead of a second DM.
+A crash between 1 and 3 leaves the rows leased: they come back when the lease ends, claimed through their group's
+leader, and are sent again as exactly the same group with the same nonce, which Discord (enforce_nonce) answers with
+the first message instead of a second DM. Rows that arrived or became due meanwhile form groups of their own.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
@@ -54,26 +57,35 @@ REASON = "notifications.dispatch"
 COALESCED_BODY_LIMIT = 1900  # a Discord message's content is at most 2,000 characters
 _ITEM_LIMIT = 300
 
+# A grouped row is claimed only through its group's leader (group_id = id): SKIP LOCKED takes the leader, then the
+# rest of the group is locked behind it (every member moves with its leader, so they are due together). Two claimants
+# can't split a group, and a group is never re-sent with fewer, more or other rows than the nonce was first sent with.
 _CLAIM = """
 WITH due AS (
     SELECT id FROM notifications
-    WHERE status = 'pending' AND next_attempt_at <= $1
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND (group_id IS NULL OR group_id = id)
     ORDER BY next_attempt_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), members AS (
+    SELECT n.id FROM notifications n JOIN due ON n.group_id = due.id
+    WHERE n.status = 'pending' AND n.id <> due.id
+    ORDER BY n.id
+    FOR UPDATE OF n
 ), leased AS (
-    UPDATE notifications n SET next_attempt_at = $3
-    FROM due WHERE n.id = due.id
-    RETURNING n.id, n.user_id, n.kind, n.title, n.body, n.attempts
+    UPDATE notifications n SET next_attempt_at = $3, lease_token = $4
+    WHERE n.id IN (SELECT id FROM due UNION ALL SELECT id FROM members)
+    RETURNING n.id, n.user_id, n.kind, n.title, n.body, n.attempts, n.group_id
 )
-SELECT l.id, l.user_id, l.kind, l.title, l.body, l.attempts,
+SELECT l.id, l.user_id, l.kind, l.title, l.body, l.attempts, l.group_id,
        u.discord_id, u.console_handle, u.dm_channel_id, u.dm_status, u.alerts_muted_until,
        u.quiet_hours_start, u.quiet_hours_end, u.timezone, u.deleted_at
 FROM leased l JOIN users u ON u.id = l.user_id
 ORDER BY l.id
 """
 
-# One statement applies every row's outcome; `AND status = 'pending'` keeps a late writer from undoing another's.
+# One statement applies every row's outcome. `AND status = 'pending' AND lease_token = $10` fences it: a dispatcher
+# whose lease ended (and whose rows another claimed since) changes nothing.
 _APPLY = """
 UPDATE notifications n SET
     status = x.status,
@@ -82,20 +94,44 @@ UPDATE notifications n SET
     last_error = coalesce(left(x.err, 1000), n.last_error),
     sent_at = CASE WHEN x.status = 'sent' THEN $9::timestamptz END,
     discord_message_id = coalesce(x.mid, n.discord_message_id),
-    coalesced_into = x.into_id
-FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::bool[], $6::text[], $7::bigint[], $8::bigint[])
-     AS x(id, status, inc, next_at, park, err, mid, into_id)
-WHERE n.id = x.id AND n.status = 'pending'
+    coalesced_into = x.into_id,
+    group_id = CASE WHEN x.ungroup THEN NULL ELSE n.group_id END
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::bool[], $6::text[], $7::bigint[], $8::bigint[],
+            $11::bool[])
+     AS x(id, status, inc, next_at, park, err, mid, into_id, ungroup)
+WHERE n.id = x.id AND n.status = 'pending' AND n.lease_token = $10
 """
 
+# New groups, persisted in the claim's transaction: every row of a burst carries its leader's id (the nonce).
+_GROUP = """
+UPDATE notifications n SET group_id = x.group_id
+FROM unnest($1::bigint[], $2::bigint[]) AS x(id, group_id)
+WHERE n.id = x.id AND n.lease_token = $3
+"""
+
+# Users rows are locked in id order first (two dispatchers recording at once can't deadlock on them), and with
+# FOR NO KEY UPDATE, as the UPDATE itself would: it doesn't block enqueue's foreign-key checks.
 _DM_OPENED = """
+WITH locked AS (SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE)
 UPDATE users u SET dm_status = 'open', dm_channel_id = coalesce(x.channel, u.dm_channel_id), updated_at = $3
-FROM unnest($1::uuid[], $2::bigint[]) AS x(id, channel)
-WHERE u.id = x.id AND (u.dm_status <> 'open' OR u.dm_channel_id IS DISTINCT FROM coalesce(x.channel, u.dm_channel_id))
+FROM unnest($1::uuid[], $2::bigint[]) AS x(id, channel), locked
+WHERE u.id = x.id AND locked.id = u.id
+  AND (u.dm_status <> 'open' OR u.dm_channel_id IS DISTINCT FROM coalesce(x.channel, u.dm_channel_id))
 """
 
-_DM_CLOSED = (
-    "UPDATE users SET dm_status = 'closed', updated_at = $2 WHERE id = ANY($1::uuid[]) AND dm_status <> 'closed'"
+_DM_CLOSED = """
+WITH locked AS (SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE)
+UPDATE users u SET dm_status = 'closed', updated_at = $2
+FROM locked WHERE u.id = locked.id AND u.dm_status <> 'closed'
+"""
+
+# Errors that mean the database (or the connection to it) failed, not the dispatcher: the round is retried.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    SQLAlchemyError,
 )
 
 
@@ -170,15 +206,20 @@ class Row:
     title: str
     body: str
     attempts: int
+    group_id: int | None = None
 
 
 @dataclass(frozen=True)
 class Batch:
-    """A claimed batch: one message per user (a burst coalesced), and how many rows were held back instead."""
+    """A claimed batch: one message per group (a user's burst coalesced), and how many rows were held back instead.
+
+    `lease_token` is the claim's: only a record with it changes the rows (a later claimant's token replaces it).
+    """
 
     messages: list[tuple[OutgoingMessage, list[Row]]]
     held: int = 0
     parked: int = 0
+    lease_token: UUID | None = None
 
 
 @dataclass
@@ -208,6 +249,7 @@ class _Updates:
     err: list[str | None] = field(default_factory=list)
     mid: list[int | None] = field(default_factory=list)
     into: list[int | None] = field(default_factory=list)
+    ungroup: list[bool] = field(default_factory=list)
 
     def add(
         self,
@@ -220,6 +262,7 @@ class _Updates:
         err: str | None = None,
         mid: int | None = None,
         into: int | None = None,
+        ungroup: bool = False,
     ) -> None:
         self.ids.append(row_id)
         self.status.append(status)
@@ -229,11 +272,23 @@ class _Updates:
         self.err.append(err)
         self.mid.append(mid)
         self.into.append(into)
+        self.ungroup.append(ungroup)
 
-    async def apply(self, conn: asyncpg.Connection, now: datetime) -> None:
+    async def apply(self, conn: asyncpg.Connection, now: datetime, lease_token: UUID) -> None:
         if self.ids:
             await conn.execute(
-                _APPLY, self.ids, self.status, self.inc, self.next_at, self.park, self.err, self.mid, self.into, now
+                _APPLY,
+                self.ids,
+                self.status,
+                self.inc,
+                self.next_at,
+                self.park,
+                self.err,
+                self.mid,
+                self.into,
+                now,
+                lease_token,
+                self.ungroup,
             )
 
 
@@ -297,16 +352,36 @@ class Dispatcher:
         delay = min(self.base_backoff_s * 2 ** max(attempts - 1, 0), self.max_backoff_s)
         return timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311 -- jitter, not security
 
+    def _hold(self, now: datetime, row: Row, rec: Any) -> datetime | None:
+        return hold_until(
+            now,
+            kind=row.kind,
+            muted_until=rec["alerts_muted_until"],
+            quiet_start=rec["quiet_hours_start"],
+            quiet_end=rec["quiet_hours_end"],
+            timezone=rec["timezone"],
+        )
+
     async def claim(self) -> Batch:
+        """Lease due rows and group them into messages, the groups persisted in the same transaction.
+
+        A row claimed with a group (a crash or a retry since its group was first sent) goes out again as exactly
+        that group, with the same nonce, or is held or parked with the whole group; rows without one form new groups.
+        """
         now = self.clock()
+        token = uuid4()
+        groups: list[list[tuple[Row, Any]]] = []
+        held = parked = 0
         async with self.db.system_scope(REASON) as session:
             conn = await raw_connection(session)
-            records = await conn.fetch(_CLAIM, now, self.batch_size, now + self.lease)
+            records = await conn.fetch(_CLAIM, now, self.batch_size, now + self.lease, token)
             holds = _Updates()
+            existing: dict[int, list[tuple[Row, Any]]] = {}
             by_user: dict[UUID, list[tuple[Row, Any]]] = {}
-            held = parked = 0
             for rec in records:
-                row = Row(rec["id"], rec["user_id"], rec["kind"], rec["title"], rec["body"], rec["attempts"])
+                row = Row(
+                    rec["id"], rec["user_id"], rec["kind"], rec["title"], rec["body"], rec["attempts"], rec["group_id"]
+                )
                 if rec["deleted_at"] is not None:
                     holds.add(row.id, "failed", inc=0, err="the user was deleted")
                     continue
@@ -314,40 +389,53 @@ class Dispatcher:
                     holds.add(row.id, inc=0, park=True)
                     parked += 1
                     continue
-                until = hold_until(
-                    now,
-                    kind=row.kind,
-                    muted_until=rec["alerts_muted_until"],
-                    quiet_start=rec["quiet_hours_start"],
-                    quiet_end=rec["quiet_hours_end"],
-                    timezone=rec["timezone"],
-                )
+                if row.group_id is not None:
+                    existing.setdefault(row.group_id, []).append((row, rec))
+                    continue
+                until = self._hold(now, row, rec)
                 if until is not None:
                     holds.add(row.id, inc=0, next_at=until)
                     held += 1
                     continue
                 by_user.setdefault(row.user_id, []).append((row, rec))
-            await holds.apply(conn, now)
+            for entries in existing.values():
+                # A group waits as one: until the last of its rows may go out.
+                untils = [u for u in (self._hold(now, row, rec) for row, rec in entries) if u is not None]
+                if untils:
+                    for row, _ in entries:
+                        holds.add(row.id, inc=0, next_at=max(untils))
+                    held += len(entries)
+                    continue
+                groups.append(sorted(entries, key=lambda e: e[0].id))
+            new_ids: list[int] = []
+            new_groups: list[int] = []
+            for entries in by_user.values():
+                for group in [entries] if self.coalesce else [[e] for e in entries]:
+                    leader = group[0][0].id
+                    new_ids.extend(row.id for row, _ in group)
+                    new_groups.extend(leader for _ in group)
+                    groups.append([(replace(row, group_id=leader), rec) for row, rec in group])
+            if new_ids:
+                await conn.execute(_GROUP, new_ids, new_groups, token)
+            await holds.apply(conn, now, token)
         messages: list[tuple[OutgoingMessage, list[Row]]] = []
-        for entries in by_user.values():
-            groups = [entries] if self.coalesce else [[e] for e in entries]
-            for group in groups:
-                rows = [row for row, _ in group]
-                rec = group[0][1]
-                title, body = compose(rows)
-                message = OutgoingMessage(
-                    outbox_id=rows[0].id,
-                    user_id=rows[0].user_id,
-                    title=title,
-                    body=body,
-                    discord_id=rec["discord_id"],
-                    dm_channel_id=rec["dm_channel_id"],
-                    console_handle=rec["console_handle"],
-                    kind=rows[0].kind if len({r.kind for r in rows}) == 1 else "system",
-                    notification_ids=tuple(r.id for r in rows),
-                )
-                messages.append((message, rows))
-        return Batch(messages, held, parked)
+        for group in sorted(groups, key=lambda g: g[0][0].id):
+            rows = [row for row, _ in group]
+            rec = group[0][1]
+            title, body = compose(rows)
+            message = OutgoingMessage(
+                outbox_id=rows[0].id,
+                user_id=rows[0].user_id,
+                title=title,
+                body=body,
+                discord_id=rec["discord_id"],
+                dm_channel_id=rec["dm_channel_id"],
+                console_handle=rec["console_handle"],
+                kind=rows[0].kind if len({r.kind for r in rows}) == 1 else "system",
+                notification_ids=tuple(r.id for r in rows),
+            )
+            messages.append((message, rows))
+        return Batch(messages, held, parked, token)
 
     async def _send(self, message: OutgoingMessage) -> Delivery:
         await self.limiter.acquire(message.requests)
@@ -363,12 +451,16 @@ class Dispatcher:
         return list(await asyncio.gather(*(self._send(message) for message, _ in batch.messages)))
 
     async def record(self, batch: Batch, deliveries: Sequence[Delivery]) -> DispatchStats:
+        """Apply each message's outcome to its rows, fenced by the batch's lease (see `Batch`).
+
+        A group keeps its rows and its nonce until it ends (sent or failed): every row of a message gets the same
+        next attempt, so the group comes back due as one. Only DMs closed, a definite "not delivered", dissolves it.
+        """
         now = self.clock()
         stats = DispatchStats(held=batch.held, parked=batch.parked)
         updates = _Updates()
-        opened_users: list[UUID] = []
-        opened_channels: list[int | None] = []
-        closed_users: list[UUID] = []
+        opened: dict[UUID, int | None] = {}
+        closed: set[UUID] = set()
         for (message, rows), delivery in zip(batch.messages, deliveries, strict=True):
             stats.claimed += len(rows)
             primary = rows[0]
@@ -379,43 +471,48 @@ class Dispatcher:
                 stats.messages_sent += 1
                 stats.notifications_sent += len(rows)
                 if message.discord_id is not None:
-                    opened_users.append(message.user_id)
-                    opened_channels.append(delivery.dm_channel_id)
+                    channel = delivery.dm_channel_id
+                    opened[message.user_id] = channel if channel is not None else opened.get(message.user_id)
             elif isinstance(delivery, RetryLater) and delivery.retry_after is not None:
                 # The server said when (a 429): not the message's fault, so it doesn't count toward giving up.
+                at = now + self.backoff(0, delivery.retry_after)
                 for row in rows:
-                    updates.add(row.id, inc=0, next_at=now + self.backoff(0, delivery.retry_after), err=delivery.error)
+                    updates.add(row.id, inc=0, next_at=at, err=delivery.error)
                 stats.retried += len(rows)
                 stats.rate_limited += 1
             elif isinstance(delivery, RetryLater):
-                for row in rows:
-                    if row.attempts + 1 >= self.max_attempts:
-                        updates.add(
-                            row.id, "failed", err=f"gave up after {row.attempts + 1} attempts: {delivery.error}"
-                        )
-                        stats.failed += 1
-                    else:
-                        delay = self.backoff(row.attempts + 1, delivery.retry_after)
-                        updates.add(row.id, next_at=now + delay, err=delivery.error)
-                        stats.retried += 1
+                attempts = max(row.attempts for row in rows) + 1
+                if attempts >= self.max_attempts:
+                    for row in rows:
+                        updates.add(row.id, "failed", err=f"gave up after {attempts} attempts: {delivery.error}")
+                    stats.failed += len(rows)
+                else:
+                    at = now + self.backoff(attempts, delivery.retry_after)
+                    for row in rows:
+                        updates.add(row.id, next_at=at, err=delivery.error)
+                    stats.retried += len(rows)
             elif isinstance(delivery, DMsClosed):
                 for row in rows:
-                    updates.add(row.id, park=True, err=delivery.error)
-                closed_users.append(message.user_id)
+                    updates.add(row.id, park=True, err=delivery.error, ungroup=True)
+                closed.add(message.user_id)
                 stats.dms_closed += 1
                 stats.parked += len(rows)
             elif isinstance(delivery, Failed):
                 for row in rows:
                     updates.add(row.id, "failed", err=delivery.error)
                 stats.failed += len(rows)
+        token = batch.lease_token
+        if token is None:
+            raise ValueError("record() needs a batch from claim(): its lease_token fences the outcome")
+        opened_users = sorted(opened)
         async with self.db.system_scope(REASON) as session:
             conn = await raw_connection(session)
-            await updates.apply(conn, now)
+            await updates.apply(conn, now, token)
             if opened_users:
-                await conn.execute(_DM_OPENED, opened_users, opened_channels, now)
-            if closed_users:
-                await conn.execute(_DM_CLOSED, closed_users, now)
-        for user in closed_users:
+                await conn.execute(_DM_OPENED, opened_users, [opened[u] for u in opened_users], now)
+            if closed:
+                await conn.execute(_DM_CLOSED, sorted(closed), now)
+        for user in sorted(closed):
             log.info("notifications: user %s has DMs closed; their notifications are held until they're back", user)
         return stats
 
@@ -445,7 +542,7 @@ class Dispatcher:
                 self._wake.clear()
                 try:
                     stats = await self.dispatch_once()
-                except (OSError, asyncpg.PostgresError, SQLAlchemyError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("notifications: dispatch round failed, retrying in %.1f s: %r", idle_s, exc)
                     stats = DispatchStats()
                 total.add(stats)

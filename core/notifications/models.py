@@ -25,6 +25,8 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=TEXT)
     coalesced_into: int | None = Field(default=None, sa_type=BIGINT)
     discord_message_id: int | None = Field(default=None, sa_type=BIGINT)
+    group_id: int | None = Field(default=None, sa_type=BIGINT)  # the coalesced burst (its leader's id, the nonce)
+    lease_token: UUID | None = None  # the claim that holds the row; only it may record the outcome
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
     sent_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
     read_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)

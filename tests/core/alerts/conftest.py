@@ -52,7 +52,7 @@ async def make_pro(db: Database, user: UUID, clock: Clock) -> None:
 
 @pytest.fixture
 async def engine(db: Database, market: Any, clock: Clock) -> AlertEngine:
-    e = AlertEngine(db, clock=clock, retry_after_s=0)
+    e = AlertEngine(db, clock=clock, retry_after_s=0, autostart=False)  # the tests commit with flush()
     await e.reload(clock())
     return e
 

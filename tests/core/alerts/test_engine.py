@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -9,13 +11,16 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import pytest
 
-from core.alerts.engine import AlertEngine
+from core.alerts.engine import AlertEngine, AlertsUnavailable
 from core.alerts.models import Alert
 from core.alerts.service import create_alert, delete_alert, expire_alerts, list_alerts
 from core.db.database import Database, raw_connection
 from core.db.listen import ChangeListener
+from core.market.bus import TickBus
 from core.market.ticks import Tick
+from tests.conftest import PgCluster
 from tests.core.orders.conftest import Clock
 from tests.core.orders.test_matching import eventually
 
@@ -47,9 +52,11 @@ async def alert_row(db: Database, alert_id: UUID) -> dict[str, Any]:
 
 
 async def feed(engine: AlertEngine, clock: Clock, symbol: str, *prices: str) -> None:
+    """Each tick, then its fires committed (as the engine's committing task would)."""
     for price in prices:
         clock.advance(seconds=1)
         await engine.on_tick(tick(symbol, price, clock))
+        await engine.flush()
 
 
 async def test_each_kind_fires_exactly_once_at_its_crossing(
@@ -174,11 +181,12 @@ async def test_a_committed_trigger_is_not_repeated_by_a_restarted_engine(
     # The worker dies after the commit, before anything was delivered; a new one loads from the database and
     # replays the same tick (e.g. from a reconnecting feed): nothing doubles.
     del engine
-    restarted = AlertEngine(db, clock=clock, retry_after_s=0)
+    restarted = AlertEngine(db, clock=clock, retry_after_s=0, autostart=False)
     await restarted.reload(clock())
     assert once.id not in restarted and recurring.id in restarted
     await restarted.on_tick(tick("AAPL", "205", clock))
     await restarted.on_tick(tick("AAPL", "211", clock))  # still cooling down: nothing
+    await restarted.flush()
     rows = await notifications(db)
     assert sorted(r["dedupe_key"] for r in rows) == sorted([f"alert:{once.id}:1", f"alert:{recurring.id}:1"])
     assert all(r["status"] == "pending" for r in rows)  # waiting in the outbox for the dispatcher
@@ -188,11 +196,12 @@ async def test_a_trigger_replayed_with_the_old_count_does_nothing(
     db: Database, alice: UUID, engine: AlertEngine, clock: Clock
 ) -> None:
     alert = await new_alert(db, alice, clock, "AAPL", "above", "210")
-    old = AlertEngine(db, clock=clock, retry_after_s=0)
+    old = AlertEngine(db, clock=clock, retry_after_s=0, autostart=False)
     await old.reload(clock())
     await engine.reload(clock())
     await feed(engine, clock, "AAPL", "211")
     await old.on_tick(tick("AAPL", "212", clock))  # a second engine holding the same alert: the count decides
+    await old.flush()
     assert len(await notifications(db, alert.id)) == 1 and old.fired == 0 and alert.id not in old
 
 
@@ -230,14 +239,16 @@ async def test_a_move_during_a_feed_gap_fires_on_the_first_tick_after_it(
     alert = await new_alert(db, alice, clock, "AAPL", "above", "210")
     below = await new_alert(db, alice, clock, "MSFT", "below", "390")
     # The worker starts after a gap: its previous price is the last known one (200), not the first tick's.
-    engine = AlertEngine(db, clock=clock, retry_after_s=0)
+    engine = AlertEngine(db, clock=clock, retry_after_s=0, autostart=False)
     await engine.reload(clock())
     clock.advance(minutes=30)
     await engine.on_tick(tick("AAPL", "230", clock))
+    await engine.flush()
     # A gap while running: the last tick seen (400) is the previous price of the first tick after it.
     await engine.on_tick(tick("MSFT", "400", clock))
     clock.advance(minutes=30)
     await engine.on_tick(tick("MSFT", "350", clock))
+    await engine.flush()
     assert {n["alert_id"] for n in await notifications(db)} == {alert.id, below.id}
 
 
@@ -269,3 +280,147 @@ async def test_a_recurring_alert_deleted_while_cooling_down_never_fires_again(
     # The outbox row outlives the alert (alert_id set to NULL), so the trigger is still delivered.
     rows = await notifications(db)
     assert len(rows) == 1 and rows[0]["alert_id"] is None and rows[0]["dedupe_key"] == f"alert:{alert.id}:1"
+
+
+async def kill_pooled_connections(pg: PgCluster, db_name: str) -> None:
+    """What a Postgres restart or failover does to the pool: every idle pooled connection is dead."""
+    admin = await pg.admin()
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            db_name,
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.1)
+
+
+async def test_a_dead_pooled_connection_means_retry_later_and_the_trigger_is_not_lost(
+    db: Database, pg: PgCluster, db_name: str, alice: UUID, engine: AlertEngine, clock: Clock
+) -> None:
+    alert = await new_alert(db, alice, clock, "AAPL", "above", "210")
+    other = await new_alert(db, alice, clock, "MSFT", "above", "410")
+    await engine.reload(clock())
+    await kill_pooled_connections(pg, db_name)
+    # The error comes through SQLAlchemy, not asyncpg: the listener must see it as "reconnect and reload".
+    with pytest.raises(AlertsUnavailable) as raised:
+        await engine.on_change(f"alerts:{other.id}")
+    assert isinstance(raised.value, ConnectionError)
+    await engine.reload(clock())  # the listener's reconnect: a fresh pooled connection, now idle in the pool
+    await kill_pooled_connections(pg, db_name)
+    await feed(engine, clock, "AAPL", "211")  # the fire's transaction fails on a dead connection: queued
+    assert engine.failed == 1 and engine.fired == 0 and engine.pending_retries == 1 and alert.id in engine
+    await feed(engine, clock, "AAPL", "209")  # retried first (a fresh connection): committed, once
+    await engine.flush(force=True)
+    rows = await notifications(db, alert.id)
+    assert len(rows) == 1 and rows[0]["payload"]["price"] == 211 and engine.pending_fires == 0
+    assert engine.fired == 1 and alert.id not in engine
+    await feed(engine, clock, "MSFT", "411")  # the other alert was not lost either
+    assert [n["alert_id"] for n in await notifications(db)] == [alert.id, other.id]
+
+
+async def test_a_fast_cross_and_back_fires_although_its_commit_waits(
+    db: Database, alice: UUID, engine: AlertEngine, clock: Clock
+) -> None:
+    alert = await new_alert(db, alice, clock, "MSFT", "above", "410")
+    await engine.reload(clock())
+    for price in ("400", "411", "400"):  # faster than any commit: ticks are never held up by the database
+        clock.advance(seconds=1)
+        await engine.on_tick(tick("MSFT", price, clock))
+    assert engine.pending_fires == 1 and await notifications(db) == []
+    assert await engine.drain() == 0  # a graceful stop commits what is queued
+    rows = await notifications(db, alert.id)
+    assert len(rows) == 1 and rows[0]["payload"]["price"] == 411 and engine.fired == 1
+
+
+async def test_the_engine_keeps_up_with_the_bus_while_a_commit_is_stuck(
+    db: Database, pg: PgCluster, db_name: str, alice: UUID, engine: AlertEngine, clock: Clock
+) -> None:
+    stuck = await new_alert(db, alice, clock, "AAPL", "above", "210")
+    quick = await new_alert(db, alice, clock, "MSFT", "above", "410")
+    await engine.reload(clock())
+    bus = TickBus()
+    ticks = bus.subscribe("alerts", maxsize=1)  # the smallest queue: any lag would conflate
+
+    async def consume() -> None:
+        async for t in ticks:
+            await engine.on_tick(t)
+
+    consumer = asyncio.create_task(consume())
+    committer = asyncio.create_task(engine.run_fires())
+    locker = await asyncpg.connect(pg.superuser_url, database=db_name)
+    try:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("SELECT 1 FROM tradedesk.alerts WHERE id = $1 FOR UPDATE", stuck.id)
+        bus.publish(tick("AAPL", "211", clock))  # its fire_alert now waits for the row lock
+        for price in ("400", "411", "400"):
+            await asyncio.sleep(0.05)
+            clock.advance(seconds=1)
+            bus.publish(tick("MSFT", price, clock))
+        await asyncio.sleep(0.05)
+        assert ticks.dropped == 0 and ticks.pending() == 0 and engine.pending_fires == 2
+        await tx.rollback()
+        await eventually(lambda: engine.fired == 2)
+    finally:
+        await locker.close()
+        ticks.close()
+        await consumer
+        committer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await committer
+    assert {n["alert_id"] for n in await notifications(db)} == {stuck.id, quick.id}
+    assert len(await notifications(db)) == 2
+
+
+async def test_an_alert_crossed_before_the_engine_hears_of_it_fires(
+    db: Database, alice: UUID, engine: AlertEngine, clock: Clock
+) -> None:
+    await feed(engine, clock, "AAPL", "200")
+    alert = await new_alert(db, alice, clock, "AAPL", "above", "205")  # checked against 200
+    calm = await new_alert(db, alice, clock, "MSFT", "below", "390")
+    await feed(engine, clock, "AAPL", "206")  # the crossing tick beats the NOTIFY to the engine
+    await feed(engine, clock, "MSFT", "395")
+    await engine.on_change(f"alerts:{alert.id}")
+    await engine.on_change(f"alerts:{calm.id}")  # moved, but not across its level: indexed as usual
+    await engine.flush()
+    rows = await notifications(db, alert.id)
+    assert len(rows) == 1 and rows[0]["payload"]["price"] == 206
+    assert calm.id in engine and len(engine.index) == 1
+    await engine.on_change(f"alerts:{alert.id}")  # a late duplicate change: nothing more
+    await feed(engine, clock, "AAPL", "204", "207")
+    assert len(await notifications(db)) == 1
+    # The same for an engine (re)loading after the move: the created-at price is the previous one.
+    late = await new_alert(db, alice, clock, "AAPL", "below", "200", last_price=D("201"))
+    restarted = AlertEngine(db, clock=clock, retry_after_s=0, autostart=False)
+    await restarted.on_tick(tick("AAPL", "199", clock))
+    await restarted.reload(clock())
+    await restarted.flush()
+    assert [n["alert_id"] for n in await notifications(db, late.id)] == [late.id]
+
+
+async def test_the_message_keeps_the_zeros_of_an_integer_price(
+    db: Database, alice: UUID, engine: AlertEngine, clock: Clock
+) -> None:
+    alert = await new_alert(db, alice, clock, "AAPL", "above", "210")
+    pct = await new_alert(db, alice, clock, "MSFT", "percent", "-10")  # 400 - 10% = 360
+    await engine.reload(clock())
+    await feed(engine, clock, "AAPL", "210")
+    await feed(engine, clock, "MSFT", "300.50")
+    [n] = await notifications(db, alert.id)
+    assert n["title"] == "AAPL above 210"
+    assert n["body"] == "AAPL traded at 210, at or above 210."
+    [m] = await notifications(db, pct.id)
+    assert m["body"] == "MSFT traded at 300.5, at or below 360 (-10% from 400)."
+
+
+async def test_without_a_committing_task_of_its_own_the_engine_starts_one(
+    db: Database, alice: UUID, clock: Clock
+) -> None:
+    alert = await new_alert(db, alice, clock, "AAPL", "above", "210")
+    engine = AlertEngine(db, clock=clock, retry_after_s=0)  # autostart, as the worker builds it
+    await engine.reload(clock())
+    await engine.on_tick(tick("AAPL", "211", clock))
+    await eventually(lambda: engine.fired == 1)
+    assert await engine.drain() == 0  # and the stop ends the task it started
+    assert [n["alert_id"] for n in await notifications(db)] == [alert.id]

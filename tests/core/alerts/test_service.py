@@ -164,3 +164,23 @@ async def test_create_and_delete_notify_when_they_commit(db: Database, alice: UU
         assert got.empty()
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("percent", "direction", "threshold"),
+    [
+        ("0.0001", "above", "200.01"),  # 200.0002: up to the tick (to the nearest, it would be 200 itself)
+        ("-0.0001", "below", "199.99"),  # 199.9998: down to the tick
+        ("1.0025", "above", "202.01"),  # 202.005: half-even would round down, below the asked move
+        ("-1.0025", "below", "197.99"),  # 197.995: half-even would round up
+        ("5", "above", "210"),  # exact: unchanged
+    ],
+)
+async def test_a_percent_level_rounds_away_from_the_price_to_the_tick(
+    db: Database, alice: UUID, clock: Clock, percent: str, direction: str, threshold: str
+) -> None:
+    async with db.user_scope(alice) as s:
+        alert = await create_alert(s, "AAPL", "percent", D(percent), now=clock())
+    assert (alert.direction, alert.threshold, alert.reference_price, alert.checked_price) == (
+        direction, D(threshold), D(200), D(200)
+    )  # fmt: skip

@@ -37,8 +37,8 @@ TENANT_GRANTS: dict[str, set[str]] = {
     "alerts": {
         "SELECT",
         "DELETE",
-        "INSERT(cooldown_seconds,direction,expires_at,kind,note,percent,recurring,reference_price,symbol,threshold,"
-        "user_id)",
+        "INSERT(checked_price,cooldown_seconds,direction,expires_at,kind,note,percent,recurring,reference_price,symbol,"
+        "threshold,user_id)",
         "UPDATE(expires_at,note,updated_at)",
     },
     "notifications": {"SELECT", "UPDATE(read_at)"},

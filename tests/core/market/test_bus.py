@@ -103,3 +103,14 @@ async def test_closing_wakes_a_waiting_consumer_and_ends_iteration() -> None:
 def test_a_subscription_needs_room() -> None:
     with pytest.raises(ValueError):
         TickBus().subscribe("x", maxsize=0)
+
+
+async def test_a_consumer_that_must_see_every_path_is_never_conflated(caplog: pytest.LogCaptureFixture) -> None:
+    bus = TickBus()
+    every = bus.subscribe("alerts", maxsize=2, conflate=False)
+    for n in range(5):  # 99 -> 101 -> 99 style paths: each price matters
+        bus.publish(tick("BTC-USD", n))
+    got = [await every.get() for _ in range(5)]
+    assert [t.price for t in got] == [tick("BTC-USD", n).price for n in range(5)]
+    assert every.dropped == 0
+    assert "alerts is" in caplog.text and "nothing dropped" in caplog.text

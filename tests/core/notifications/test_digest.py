@@ -73,3 +73,21 @@ async def test_only_users_who_asked_get_one_and_they_can_stop(db: Database) -> N
         await set_digest_time(s, None)
     assert await _run(db, datetime(2026, 11, 26, 12, 0, tzinfo=UTC)) == 0
     assert len(await _digests(db, asked)) == 1
+
+
+async def test_an_invalid_timezone_skips_that_user_not_everyone(db: Database) -> None:
+    await seed_reference(db)
+    good, _ = await new_trader(db, "good", cash="100")
+    bad, _ = await new_trader(db, "bad", cash="100")
+    for user in (good, bad):
+        async with db.user_scope(user) as s:
+            await set_digest_time(s, time(8, 0))
+    async with db.system_scope("test.user_settings") as s:
+        await (await raw_connection(s)).execute("UPDATE users SET timezone = 'Mars/Olympus_Mons' WHERE id = $1", bad)
+
+    async with db.system_scope("notifications.digest") as s:
+        assert await enqueue_digests(s, datetime(2026, 11, 25, 9, 0, tzinfo=UTC)) == 1
+
+    [(key, _, _)] = await _digests(db, good)
+    assert key == "digest:2026-11-25"
+    assert await _digests(db, bad) == []
