@@ -192,6 +192,29 @@ BEGIN
 END
 $$;
 
+-- The user's open portfolio, locked for the rest of the transaction: every writer of a portfolio's cash, positions
+-- and orders takes this lock first, which orders them (and keeps them from deadlocking).
+CREATE FUNCTION td_lock_portfolio(p_portfolio_id uuid, p_user uuid) RETURNS portfolios
+LANGUAGE plpgsql SET search_path = tradedesk, pg_catalog, pg_temp AS $$
+DECLARE
+    pf portfolios;
+BEGIN
+    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = p_user AND archived_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM td_fail('not_found', 'That portfolio does not exist.');
+    END IF;
+    RETURN pf;
+END
+$$;
+
+CREATE FUNCTION td_check_starting_cash(p_cash numeric) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_cash IS NULL OR p_cash < 0 OR p_cash > 100000000 OR p_cash <> round(p_cash, 2) THEN
+        PERFORM td_fail('invalid_amount', 'Starting cash must be dollars and cents between $0 and $100,000,000.');
+    END IF;
+END
+$$;
+
 -- Cash held for a portfolio's open buy orders: what each could cost at most (its limit, its stop or the last price
 -- plus slippage for orders without a limit), fee included. The one rule for buying power and withdrawals.
 CREATE FUNCTION td_reserved_cash(p_portfolio_id uuid, p_fee_bps numeric, p_slippage_bps numeric) RETURNS numeric
@@ -269,11 +292,7 @@ BEGIN
         PERFORM td_fail('invalid_order', 'Immediate-or-cancel is only for market and limit orders.');
     END IF;
 
-    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM td_fail('not_found', 'That portfolio does not exist.');
-    END IF;
+    pf := td_lock_portfolio(p_portfolio_id, v_user);
 
     -- A retried submission returns the first order, whatever it says this time.
     SELECT * INTO o FROM orders WHERE user_id = v_user AND client_order_id = p_client_order_id;
@@ -452,9 +471,7 @@ DECLARE
     v_user uuid := td_current_user();
     pf portfolios;
 BEGIN
-    IF p_cash IS NULL OR p_cash < 0 OR p_cash > 100000000 OR p_cash <> round(p_cash, 2) THEN
-        PERFORM td_fail('invalid_amount', 'Starting cash must be dollars and cents between $0 and $100,000,000.');
-    END IF;
+    PERFORM td_check_starting_cash(p_cash);
     INSERT INTO portfolios (user_id, name, cash, is_default, allow_short)
     VALUES (v_user, p_name, 0, NOT EXISTS (SELECT 1 FROM portfolios WHERE user_id = v_user AND is_default),
             p_allow_short)
@@ -485,10 +502,7 @@ BEGIN
     IF p_amount IS NULL OR p_amount = 0 OR abs(p_amount) > 100000000 OR p_amount <> round(p_amount, 2) THEN
         PERFORM td_fail('invalid_amount', 'The amount must be a non-zero number of dollars and cents up to $100,000,000.');
     END IF;
-    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM td_fail('not_found', 'That portfolio does not exist.');
-    END IF;
+    pf := td_lock_portfolio(p_portfolio_id, v_user);
     IF p_amount < 0 THEN
         v_reserved := td_reserved_cash(pf.id, p_fee_bps, p_slippage_bps);
         IF pf.cash - v_reserved + p_amount < 0 THEN
@@ -515,13 +529,8 @@ DECLARE
     v_user uuid := td_current_user();
     pf portfolios;
 BEGIN
-    IF p_cash IS NULL OR p_cash < 0 OR p_cash > 100000000 OR p_cash <> round(p_cash, 2) THEN
-        PERFORM td_fail('invalid_amount', 'Starting cash must be dollars and cents between $0 and $100,000,000.');
-    END IF;
-    SELECT * INTO pf FROM portfolios WHERE id = p_portfolio_id AND user_id = v_user AND archived_at IS NULL FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM td_fail('not_found', 'That portfolio does not exist.');
-    END IF;
+    PERFORM td_check_starting_cash(p_cash);
+    pf := td_lock_portfolio(p_portfolio_id, v_user);
     WITH open AS (
         SELECT id FROM orders WHERE portfolio_id = pf.id AND status IN ('new', 'partially_filled')
          ORDER BY id FOR UPDATE
@@ -556,6 +565,7 @@ ALTER FUNCTION reset_portfolio(uuid, numeric, timestamptz) OWNER TO tradedesk_sy
 REVOKE CREATE ON SCHEMA tradedesk FROM tradedesk_system;
 
 REVOKE ALL ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    td_lock_portfolio(uuid, uuid), td_check_starting_cash(numeric),
     td_reserved_cash(uuid, numeric, numeric),
     td_position_after(positions, numeric, numeric, timestamptz),
     td_book_fill(orders, positions, numeric, numeric, numeric, numeric, numeric, integer, timestamptz, jsonb),
@@ -566,6 +576,7 @@ REVOKE ALL ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numer
     reset_portfolio(uuid, numeric, timestamptz)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION td_fail(text, text), td_current_user(), td_round_to(numeric, numeric),
+    td_lock_portfolio(uuid, uuid), td_check_starting_cash(numeric),
     td_reserved_cash(uuid, numeric, numeric),
     td_position_after(positions, numeric, numeric, timestamptz),
     td_book_fill(orders, positions, numeric, numeric, numeric, numeric, numeric, integer, timestamptz, jsonb),
