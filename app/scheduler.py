@@ -16,6 +16,7 @@ from core.market.sessions import MarketHours
 from core.notifications.digest import enqueue_digests
 from core.orders.matching import Matcher
 from core.orders.paper import expire_day_orders
+from core.orders.proposals import expire_proposals
 from core.portfolio.service import snapshot_equity
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,12 @@ class WorkerJobs:
         if count:
             log.info("alerts: %d alert(s) expired", count)
 
+    async def expire_proposals(self) -> None:
+        async with self.db.system_scope("orders.proposal_expiry") as session:
+            count = await expire_proposals(session, self.hours.now())
+        if count:
+            log.info("orders: %d unconfirmed proposal(s) expired", count)
+
     async def daily_digests(self) -> None:
         async with self.db.system_scope("notifications.digest") as session:
             count = await enqueue_digests(session, self.hours.now())
@@ -65,11 +72,12 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     )
     scheduler.add_job(jobs.expire_orders, "interval", seconds=EXPIRY_EVERY_S, id="orders.expiry")
     scheduler.add_job(jobs.expire_alerts, "interval", seconds=ALERT_EXPIRY_EVERY_S, id="alerts.expiry")
+    scheduler.add_job(jobs.expire_proposals, "interval", seconds=ALERT_EXPIRY_EVERY_S, id="orders.proposal_expiry")
     scheduler.add_job(jobs.daily_digests, "interval", seconds=DIGEST_EVERY_S, id="notifications.digest")
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
     scheduler.start()
     log.info(
-        "scheduler: DAY-order expiry every %d s, alert expiry every %d s, daily digests checked every %d s, "
+        "scheduler: DAY-order expiry every %d s, alert and proposal expiry every %d s, daily digests checked every %d s, "
         "equity snapshots every %d s",
         EXPIRY_EVERY_S,
         ALERT_EXPIRY_EVERY_S,

@@ -220,16 +220,7 @@ async def value_portfolio(
     net_deposits = await conn.fetchval(_NET_DEPOSITS, portfolio_id, None)
     zone = _zone(await conn.fetchval("SELECT timezone FROM users") or "UTC")
     day_start = datetime.combine(now.astimezone(zone).date(), time(0), zone)
-    opening = await conn.fetchrow(
-        "SELECT ts, equity FROM equity_snapshots WHERE portfolio_id = $1 AND ts <= $2 ORDER BY ts DESC LIMIT 1",
-        portfolio_id,
-        day_start,
-    )
-    day_change = None
-    if opening is not None:
-        # Money moved in or out since the opening snapshot is not a gain or a loss.
-        moved = net_deposits - await conn.fetchval(_NET_DEPOSITS, portfolio_id, opening["ts"])
-        day_change = equity - opening["equity"] - moved
+    day_change = await _change_since(conn, portfolio_id, day_start, equity, net_deposits)
     price_times = [p.price_as_of for p in held if p.price_as_of is not None]
     return PortfolioView(
         id=pf["id"],
@@ -247,6 +238,71 @@ async def value_portfolio(
         simulated=any(p.price_source == "sim" for p in held),
         complete=all(p.market_value is not None for p in held),
     )
+
+
+async def _change_since(
+    conn: asyncpg.Connection, portfolio_id: UUID, since: datetime, equity: Decimal, net_deposits: Decimal
+) -> Decimal | None:
+    """Equity gained since the last snapshot at or before `since` (None without one), deposits not counted."""
+    opening = await conn.fetchrow(
+        "SELECT ts, equity FROM equity_snapshots WHERE portfolio_id = $1 AND ts <= $2 ORDER BY ts DESC LIMIT 1",
+        portfolio_id,
+        since,
+    )
+    if opening is None:
+        return None
+    # Money moved in or out since the opening snapshot is not a gain or a loss.
+    moved = net_deposits - await conn.fetchval(_NET_DEPOSITS, portfolio_id, opening["ts"])
+    change: Decimal = equity - opening["equity"] - moved
+    return change
+
+
+PERIODS: dict[str, timedelta | None] = {
+    "day": timedelta(days=1),
+    "week": timedelta(days=7),
+    "month": timedelta(days=30),
+    "year": timedelta(days=365),
+    "all": None,
+}
+
+
+@dataclass(frozen=True)
+class PeriodPnl:
+    period: str
+    since: datetime | None  # None: since the portfolio opened (or was last reset)
+    change: Decimal | None  # None: no equity snapshot reaches back that far yet
+    portfolio: PortfolioView
+
+
+async def period_pnl(
+    session: AsyncSession, portfolio_id: UUID, period: str, *, now: datetime, stale_after: timedelta
+) -> PeriodPnl:
+    """Profit and loss over `period` (day, week, month, year, all): equity gained, deposits and withdrawals not counted.
+
+    "day" starts at midnight in the user's time zone; the others are rolling windows ending now. A portfolio younger
+    than the window counts from its start.
+    """
+    if period not in PERIODS:
+        raise InvalidInput(f"Unknown period {period!r}: use {', '.join(PERIODS)}.")
+    view = await value_portfolio(session, portfolio_id, now=now, stale_after=stale_after)
+    window = PERIODS[period]
+    all_time = view.equity - view.net_deposits
+    if window is None:
+        return PeriodPnl(period, None, all_time, view)
+    conn = await raw_connection(session)
+    since = now - window
+    if period == "day":
+        zone = _zone(await conn.fetchval("SELECT timezone FROM users") or "UTC")
+        since = datetime.combine(now.astimezone(zone).date(), time(0), zone)
+    started = await conn.fetchval(
+        "SELECT coalesce(max(created_at), (SELECT created_at FROM portfolios WHERE id = $1)) FROM cash_ledger"
+        " WHERE portfolio_id = $1 AND kind = 'reset'",
+        portfolio_id,
+    )
+    if started >= since:
+        return PeriodPnl(period, None, all_time, view)
+    change = await _change_since(conn, portfolio_id, since, view.equity, view.net_deposits)
+    return PeriodPnl(period, since, change, view)
 
 
 # Net deposits as of a time (NULL: now): deposits and withdrawals, where the latest reset counts as a deposit of the

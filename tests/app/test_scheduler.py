@@ -60,7 +60,13 @@ async def test_the_scheduler_runs_each_job_once_at_a_time_and_coalesces(db: Data
     scheduler = start_scheduler(WorkerJobs(db, broker.hours, None))
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {"orders.expiry", "alerts.expiry", "notifications.digest", "portfolio.snapshots"}
+        assert set(jobs) == {
+            "orders.expiry",
+            "alerts.expiry",
+            "orders.proposal_expiry",
+            "notifications.digest",
+            "portfolio.snapshots",
+        }
         assert all(job.coalesce and job.max_instances == 1 for job in jobs.values())
     finally:
         scheduler.shutdown(wait=False)
