@@ -77,8 +77,8 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
     scheduler.start()
     log.info(
-        "scheduler: DAY-order expiry every %d s, alert and proposal expiry every %d s, daily digests checked every %d s, "
-        "equity snapshots every %d s",
+        "scheduler: DAY-order expiry every %d s, alert and proposal expiry every %d s, "
+        "daily digests checked every %d s, equity snapshots every %d s",
         EXPIRY_EVERY_S,
         ALERT_EXPIRY_EVERY_S,
         DIGEST_EVERY_S,
