@@ -7,6 +7,7 @@ user on first contact, and returns only the id. Everything after it runs in user
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import text
@@ -27,6 +28,12 @@ def normalize_handle(handle: str) -> str:
     return handle
 
 
+@dataclass(frozen=True)
+class Identity:
+    user_id: UUID
+    dms_closed: bool  # our last DM bounced (Discord 50007): the transport clears the mark at this interaction
+
+
 async def resolve_identity(
     db: Database,
     *,
@@ -35,6 +42,18 @@ async def resolve_identity(
     display_name: str | None = None,
 ) -> UUID:
     """Return the user id for exactly one of `discord_id` or `console_handle`, creating the user if new."""
+    identity = await identify(db, discord_id=discord_id, console_handle=console_handle, display_name=display_name)
+    return identity.user_id
+
+
+async def identify(
+    db: Database,
+    *,
+    discord_id: int | None = None,
+    console_handle: str | None = None,
+    display_name: str | None = None,
+) -> Identity:
+    """resolve_identity, also saying whether the user's DMs are marked closed (one round trip either way)."""
     if (discord_id is None) == (console_handle is None):
         raise ValueError("resolve_identity takes exactly one of discord_id or console_handle")
     value: int | str
@@ -49,9 +68,8 @@ async def resolve_identity(
     # The no-op DO UPDATE makes RETURNING give the existing row's id too, in one round trip and race-free.
     sql = text(
         f"INSERT INTO users ({column}, display_name) VALUES (:value, :name) "
-        f"ON CONFLICT ({column}) DO UPDATE SET {column} = EXCLUDED.{column} RETURNING id"
+        f"ON CONFLICT ({column}) DO UPDATE SET {column} = EXCLUDED.{column} RETURNING id, dm_status"
     )
     async with db.system_scope("resolve_identity") as session:
-        result = await run_sql(session, sql, {"value": value, "name": name})
-        user_id: UUID = result.scalar_one()
-    return user_id
+        row = (await run_sql(session, sql, {"value": value, "name": name})).one()
+    return Identity(row.id, row.dm_status == "closed")

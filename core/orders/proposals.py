@@ -27,6 +27,7 @@ import asyncpg
 
 from core.db.database import Scope, scope_connection
 from core.errors import Conflict, DomainError, InvalidInput, NotFound, QuoteUnavailable
+from core.market.quotes import QuoteSource
 from core.market.ticks import Quote
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.models import OrderView
@@ -232,12 +233,15 @@ async def confirm_proposal(
     broker: PaperBroker,
     proposal_id: UUID,
     *,
-    quote: Quote | None,
+    quotes: QuoteSource,
     now: datetime,
     max_drift_bps: Decimal = DEFAULT_MAX_DRIFT_BPS,
     ttl: timedelta = DEFAULT_TTL,
 ) -> Confirmed | Requoted:
-    """Carry out a pending proposal; a repeated confirmation returns the order the first one placed."""
+    """Carry out a pending proposal; a repeated confirmation returns the order the first one placed.
+
+    The current quote comes from `quotes`, read after the proposal is locked, for the drift check.
+    """
     conn = await scope_connection(scope)
     row = await _locked(conn, proposal_id)
     proposal = _proposal(row)
@@ -253,8 +257,10 @@ async def confirm_proposal(
         order = await broker.cancel(conn, proposal.target_order_id)
         decided = await conn.fetchrow(_DECIDE, proposal_id, "confirmed", now)
         return Confirmed(_proposal(decided), order)
+    assert proposal.symbol is not None
+    quote = await quotes.quote(proposal.symbol)  # read now, after the lock: the price the order meets
     if proposal.type == OrderType.MARKET:
-        assert proposal.quote_price is not None and proposal.symbol is not None
+        assert proposal.quote_price is not None
         if quote is None or quote.stale:
             raise QuoteUnavailable(f"There is no recent price for {proposal.symbol} right now; try again in a moment.")
         drift = drift_bps(proposal.quote_price, quote.price)

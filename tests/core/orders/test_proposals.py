@@ -12,6 +12,7 @@ import pytest
 
 from core.db.database import Database, raw_connection
 from core.errors import Conflict, DomainError, InsufficientBuyingPower, NotFound, QuoteUnavailable
+from core.market.quotes import DbQuoteSource
 from core.market.ticks import Quote
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.paper import PaperBroker
@@ -57,9 +58,10 @@ async def propose(db: Database, broker: PaperBroker, clock: Clock, user: UUID, r
         )
 
 
-async def confirm(db: Database, broker: PaperBroker, clock: Clock, user: UUID, pid: UUID, price: str = "200.00"):
+async def confirm(db: Database, broker: PaperBroker, clock: Clock, user: UUID, pid: UUID):
+    quotes = DbQuoteSource(db, stale_after_s=30, clock=clock)  # the real last_prices, as the bot reads them
     async with db.user_scope(user) as s:
-        return await confirm_proposal(s, broker, pid, quote=quote(clock, "AAPL", price), now=clock())
+        return await confirm_proposal(s, broker, pid, quotes=quotes, now=clock())
 
 
 async def test_a_proposal_is_checked_like_a_submission_and_places_nothing(
@@ -136,12 +138,13 @@ async def test_price_drift_beyond_the_bound_asks_again_at_the_new_price(
     user, portfolio = trader
     p = await propose(db, broker, clock, user, buy(portfolio), "200.00")
     await market("AAPL", "203.00")  # 150 bps: beyond the default bound of 100
-    result = await confirm(db, broker, clock, user, p.id, "203.00")
+    result = await confirm(db, broker, clock, user, p.id)
     assert isinstance(result, Requoted)
     assert result.old.status == "canceled" and result.drift_bps == D("150.00")
     assert result.new.status == "pending" and result.new.quote_price == D("203.00") and result.new.qty == D(2)
     assert (await counts(db, user))[:2] == (0, 0)
-    done = await confirm(db, broker, clock, user, result.new.id, "203.50")  # 25 bps: within the bound
+    await market("AAPL", "203.50")  # 25 bps from the new proposal's price: within the bound
+    done = await confirm(db, broker, clock, user, result.new.id)
     assert isinstance(done, Confirmed) and done.order.status == "filled"
 
 
