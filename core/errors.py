@@ -23,6 +23,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class UnknownSymbol(InvalidInput):
+    """A symbol that is not one of the listed instruments (alerts, charts). Orders raise the same code from SQL."""
+
+    code = "unknown_symbol"
+
+
 class SetupError(Exception):
     """The app can't start: wrong configuration or an unreachable dependency.
 

@@ -17,7 +17,7 @@ from core.alerts.models import Alert
 from core.billing.entitlements import entitlements
 from core.db.database import Scope, scope_connection
 from core.db.listen import CHANGES
-from core.errors import EntitlementRequired, InvalidInput, NotFound
+from core.errors import EntitlementRequired, InvalidInput, NotFound, UnknownSymbol
 
 KINDS = ("above", "below", "percent")
 # Thresholds are held by the engine as int64 at SCALE decimal places: at most 8 decimals and 10^10.
@@ -36,10 +36,6 @@ class AlreadyCrossed(InvalidInput):
     """An above alert at or below the current price (or a below alert at or above it) would fire at once."""
 
     code = "already_crossed"
-
-
-class UnknownSymbol(InvalidInput):
-    code = "unknown_symbol"
 
 
 _INSTRUMENT = (
