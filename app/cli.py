@@ -50,6 +50,32 @@ def _cmd_migrate(args: argparse.Namespace) -> None:
     asyncio.run(go())
 
 
+def _cmd_sync_commands(args: argparse.Namespace) -> None:
+    from app.bot_role import BotRole
+    from app.database import provide_database
+    from core.db.database import Database
+    from core.db.migrate import migrate
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    if settings.discord_token is None:
+        raise SetupError("DISCORD_TOKEN is not set: there is no bot whose commands could be registered")
+
+    async def go() -> None:
+        async with provide_database(settings) as url:
+            await migrate(url)
+            database = Database(url)
+            role = BotRole(settings, database, sync_on_start=False)
+            try:
+                await role.login()
+                await role.bot.sync_commands(force=True)
+            finally:
+                await role.stop()
+                await database.dispose()
+
+    asyncio.run(go())
+
+
 def _cmd_bootstrap_sql(args: argparse.Namespace) -> None:
     from core.db.roles import bootstrap_sql
 
@@ -113,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="start everything (database, migrations, web app) on the configured services")
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("sync-commands", help="register the bot's slash commands with Discord now (needs DISCORD_TOKEN)")
     p = sub.add_parser("bootstrap-sql", help="print the one-time SQL that prepares an external Postgres")
     p.add_argument("--login-role", default="tradedesk", help="login role to create (default: tradedesk)")
     p.add_argument("--database", help="database to grant CONNECT and CREATE on")
@@ -126,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     handlers = {
         "run": _cmd_run,
         "migrate": _cmd_migrate,
+        "sync-commands": _cmd_sync_commands,
         "bootstrap-sql": _cmd_bootstrap_sql,
         "db-url": _cmd_db_url,
         "db-stop": _cmd_db_stop,

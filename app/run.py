@@ -1,4 +1,4 @@
-"""`tradedesk run`: the all-in-one process: the web role and the worker's market feed (the bot joins later)."""
+"""`tradedesk run`: the all-in-one process: web and worker roles, and the Discord bot when DISCORD_TOKEN is set."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import socket
 from aiohttp import web
 
 from app import __version__
+from app.bot_role import BotRole
 from app.database import check_database_settings, provide_database
 from app.logs import log_integrations
 from app.worker import Worker, check_market_settings
@@ -61,11 +62,22 @@ async def run(settings: Settings) -> None:
         report = await migrate(url)
         log.info("migrations: %d applied, %d already applied", len(report.applied), len(report.already))
         database = Database(url)
-        worker = Worker(settings, database)
-        app = create_app(settings, database=database, version=__version__, feed_status=worker.feed_status)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+        bot = BotRole(settings, database) if settings.discord_token is not None else None
+        worker: Worker | None = None
+        runner: web.AppRunner | None = None
         try:
+            if bot is not None:
+                await bot.start()  # before the worker: its notifications go out through the bot's HTTP client
+            worker = Worker(settings, database, notifier=bot.notifier() if bot is not None else None)
+            app = create_app(
+                settings,
+                database=database,
+                version=__version__,
+                feed_status=worker.feed_status,
+                bot_status=bot.status if bot is not None else None,
+            )
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
             await worker.start()
             site = web.TCPSite(runner, settings.web_host, settings.web_port)
             try:
@@ -77,7 +89,11 @@ async def run(settings: Settings) -> None:
             await stop.wait()
             log.info("stopping")
         finally:
-            await runner.cleanup()
-            await worker.stop()
+            if runner is not None:
+                await runner.cleanup()
+            if worker is not None:
+                await worker.stop()  # before the bot: the dispatcher sends through the bot's HTTP client
+            if bot is not None:
+                await bot.stop()
             await database.dispose()
     log.info("stopped")

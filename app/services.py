@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from core.config import Settings
+from core.db.database import Database
+from core.market.quotes import DbQuoteSource
 from core.market.sessions import MarketHours
 from core.orders.paper import BrokerCosts, PaperBroker
+from tools.desk import Desk, DeskConfig
 
 
 def market_hours(settings: Settings) -> MarketHours:
@@ -24,3 +27,18 @@ def broker_costs(settings: Settings) -> BrokerCosts:
 
 def paper_broker(settings: Settings) -> PaperBroker:
     return PaperBroker(market_hours(settings), broker_costs(settings))
+
+
+def desk(settings: Settings, database: Database) -> Desk:
+    """The facade every front uses; prices come from last_prices (any role, any process)."""
+    return Desk(
+        database,
+        DbQuoteSource(database, settings.market_stale_after_s),
+        paper_broker(settings),
+        DeskConfig(
+            starting_cash=settings.paper_starting_cash,
+            stale_after=timedelta(seconds=settings.market_stale_after_s),
+            proposal_ttl=timedelta(seconds=settings.proposal_ttl_s),
+            max_drift_bps=settings.proposal_max_drift_bps,
+        ),
+    )

@@ -29,7 +29,7 @@ from core.market.sim import SimServer
 from core.market.ticks import Tick
 from core.notifications.dispatcher import Dispatcher
 from core.notifications.limiter import TokenBucket
-from core.notifications.notifier import ConsoleNotifier
+from core.notifications.notifier import ConsoleNotifier, Notifier
 from core.orders.matching import Matcher
 
 log = logging.getLogger("tradedesk.worker")
@@ -54,7 +54,7 @@ def check_market_settings(settings: Settings) -> None:
 class Worker:
     """Start with `await worker.start()`, stop with `await worker.stop()` (safe after a failed or partial start)."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: Settings, database: Database, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.database = database
         self.bus = TickBus()
@@ -63,9 +63,9 @@ class Worker:
         self.feed: MarketFeed | None = None
         self.hours = market_hours(settings)
         self.matcher = Matcher(database, self.hours, broker_costs(settings))
-        # Discord's notifier replaces the console one when the bot role lands; all senders share one pace.
+        # DMs through Discord when this process has the bot, else printed; all senders share one pace.
         self.limiter = TokenBucket()
-        self.dispatcher = Dispatcher(database, ConsoleNotifier(sys.stdout), self.limiter)
+        self.dispatcher = Dispatcher(database, notifier or ConsoleNotifier(sys.stdout), self.limiter)
         self.alerts = AlertEngine(database, on_fired=self.dispatcher.wake, autostart=False)
         self._alert_ticks: tuple[Subscription, asyncio.Task[None]] | None = None
         self._dispatch_stop = asyncio.Event()

@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias=_env("TRADEDESK_DATA_DIR"))
 
     discord_token: SecretStr | None = Field(default=None, validation_alias=_env("DISCORD_TOKEN"))
+    # Discord's REST base and gateway, for a REST proxy shared by several bot processes (or a local test server).
+    discord_api_url: str | None = Field(default=None, validation_alias=_env("TRADEDESK_DISCORD_API_URL"))
+    discord_gateway_url: str | None = Field(default=None, validation_alias=_env("TRADEDESK_DISCORD_GATEWAY_URL"))
+    # Order proposals: how long Confirm works (Discord lets an ephemeral message be edited for 15 minutes), and how far
+    # a market order's price may move between the proposal and the click before the user is asked again.
+    proposal_ttl_s: int = Field(default=600, ge=30, le=840, validation_alias=_env("TRADEDESK_PROPOSAL_TTL_S"))
+    proposal_max_drift_bps: Decimal = Field(
+        default=Decimal(100), ge=0, le=5000, validation_alias=_env("TRADEDESK_PROPOSAL_MAX_DRIFT_BPS")
+    )
 
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))

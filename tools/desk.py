@@ -16,6 +16,7 @@ from uuid import UUID
 
 from core.alerts.models import Alert
 from core.alerts.service import create_alert, delete_alert, list_alerts
+from core.charts import equity_series, period_window, price_series, render_chart
 from core.db.database import Database, scope_connection
 from core.db.identity import identify
 from core.errors import InvalidInput, NotFound
@@ -151,6 +152,23 @@ class Desk:
         async with self.db.user_scope(user) as s:
             pf = await find_portfolio(s, name, self.config.starting_cash)
             return await period_pnl(s, pf.id, period, now=self.clock(), stale_after=self.config.stale_after)
+
+    async def chart_symbol(self, symbol: str, period: str) -> bytes:
+        """A PNG of a symbol's price over `period` (1d, 1w, 1m, 3m, 1y), from the 1-minute bars."""
+        canonical = check_symbol(symbol)
+        since, until = period_window(period, self.clock())
+        async with self.db.engine.connect() as conn:  # reference data: no user scope needed
+            raw = await conn.get_raw_connection()
+            series = await price_series(raw.driver_connection, canonical, since=since, until=until)
+        return await render_chart(series)  # outside the transaction: rendering takes tens of milliseconds
+
+    async def chart_portfolio(self, user: UUID, period: str, name: str | None = None) -> bytes:
+        """A PNG of a portfolio's equity over `period`, from its equity snapshots."""
+        since, until = period_window(period, self.clock())
+        async with self.db.user_scope(user) as s:
+            pf = await find_portfolio(s, name, self.config.starting_cash)
+            series = await equity_series(s, pf.id, since=since, until=until)
+        return await render_chart(series)
 
     # -- orders -------------------------------------------------------------------------------------------------
 

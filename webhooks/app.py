@@ -17,6 +17,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 VERSION = web.AppKey("version", str)
 FEED_STATUS = web.AppKey[Callable[[], str] | None]("feed_status")
+BOT_STATUS = web.AppKey[Callable[[], str] | None]("bot_status")
 
 _DB_TIMEOUT_S = 2.0
 
@@ -24,8 +25,9 @@ _DB_TIMEOUT_S = 2.0
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and readiness: 200 when the database answers, 503 otherwise.
 
-    `feed` (ok, stale or down) is reported when this process runs the market feed; it doesn't change the status code,
-    because the web side works from the database whatever the feed does.
+    `feed` (ok, stale or down) is reported when this process runs the market feed, and `bot` (ok, connecting or
+    down) when it runs the Discord bot; neither changes the status code, because the web side works from the
+    database whatever they do.
     """
     db = request.app[DATABASE]
     try:
@@ -39,16 +41,25 @@ async def healthz(request: web.Request) -> web.Response:
     feed_status = request.app[FEED_STATUS]
     if feed_status is not None:
         body["feed"] = feed_status()
+    bot_status = request.app[BOT_STATUS]
+    if bot_status is not None:
+        body["bot"] = bot_status()
     return web.json_response(body, status=200 if ok else 503)
 
 
 def create_app(
-    settings: Settings, *, database: Database, version: str, feed_status: Callable[[], str] | None = None
+    settings: Settings,
+    *,
+    database: Database,
+    version: str,
+    feed_status: Callable[[], str] | None = None,
+    bot_status: Callable[[], str] | None = None,
 ) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[DATABASE] = database
     app[VERSION] = version
     app[FEED_STATUS] = feed_status
+    app[BOT_STATUS] = bot_status
     app.router.add_get("/healthz", healthz)
     return app

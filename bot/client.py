@@ -1,0 +1,67 @@
+"""The Discord bot role: a commands.Bot given its dependencies by app/ (discord.py's advanced_startup.py is the model).
+
+The bot reads and writes through the Desk (user scopes, core services) and reads prices through the Desk's
+QuoteSource; it never touches the tick bus or the scheduler, which belong to the worker role. Intents: guilds,
+guild messages (for mentions) and DMs; no privileged intent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.buttons import ProposalButton
+from bot.cogs.alerts import AlertsCog
+from bot.cogs.help import HelpCog
+from bot.cogs.orders import OrdersCog
+from bot.cogs.portfolio import PortfolioCog
+from bot.errors import send_error
+from bot.sync import sync_commands
+from core.db.database import Database
+from tools.desk import Desk
+
+log = logging.getLogger("tradedesk.bot")
+
+
+def intents() -> discord.Intents:
+    chosen = discord.Intents.none()
+    chosen.guilds = True
+    chosen.guild_messages = True
+    chosen.dm_messages = True
+    return chosen
+
+
+class TradeDeskBot(commands.Bot):
+    def __init__(self, desk: Desk, database: Database, *, sync_on_start: bool = True, **options: object) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,  # type: ignore[arg-type]
+        )
+        self.desk = desk
+        self.database = database
+        self.sync_on_start = sync_on_start
+        self.tree.on_error = self._on_tree_error
+
+    async def setup_hook(self) -> None:
+        for cog in (PortfolioCog(self.desk), OrdersCog(self.desk), AlertsCog(self.desk), HelpCog()):
+            await self.add_cog(cog)
+        self.add_dynamic_items(ProposalButton)
+        if self.sync_on_start:
+            await self.sync_commands(force=False)
+
+    async def sync_commands(self, *, force: bool) -> bool:
+        assert self.application_id is not None, "log in first: the application id comes from Discord"
+        return await sync_commands(self.tree, self.database, self.application_id, force=force)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("discord: connected as %s (id %d) to %d server(s)", self.user, self.user.id, len(self.guilds))
+
+    async def _on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await send_error(interaction, error)
