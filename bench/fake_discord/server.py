@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
@@ -107,8 +109,9 @@ class InteractionRecord:
     """An interaction the test dispatched and what the bot did with it.
 
     `dispatched_at` is time.monotonic() just before INTERACTION_CREATE went on the wire, `callback_at` when the
-    callback request arrived; `callback` is that request (its `json` has `type` and `data`), `followups` the
-    followup messages, `original` the current @original message.
+    accepted callback request arrived; `callback` is that request (its `json` has `type` and `data`), `attempts`
+    every callback request including refused ones (late: 10062, repeated: 40060), `followups` the followup
+    messages, `original` the current @original message.
     """
 
     id: int
@@ -120,6 +123,7 @@ class InteractionRecord:
     callback: RecordedRequest | None = None
     original: JSON | None = None
     followups: list[JSON] = field(default_factory=list)
+    attempts: list[RecordedRequest] = field(default_factory=list)
 
     @property
     def callback_type(self) -> int | None:
@@ -210,6 +214,8 @@ class FakeDiscord:
       latency_s             artificial delay before every REST answer
       interaction_deadline_s  a callback later than this after dispatch is 404 code 10062, as on Discord (None: off)
       allow_privileged_intents  IDENTIFY with members/presences/message_content is closed 4014 unless True
+      route_limits          per-route buckets, {"POST /channels/{channel_id}/messages": (5, 5.0)} by default:
+                            (requests, seconds) per route and major parameter, with X-RateLimit-* headers
       shard_count           what GET /gateway/bot recommends
       heartbeat_interval_ms HELLO's interval
     Use `fail_next(...)` to inject 5xx answers.
@@ -229,6 +235,7 @@ class FakeDiscord:
         allow_privileged_intents: bool = False,
         shard_count: int = 1,
         heartbeat_interval_ms: int = 41_250,
+        route_limits: dict[str, tuple[int, float]] | None = None,
     ) -> None:
         self.token = token
         self.ids = p.SnowflakeGenerator()
@@ -255,6 +262,8 @@ class FakeDiscord:
         self.allow_privileged_intents = allow_privileged_intents
         self.shard_count = shard_count
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # Discord's long-standing 5 messages per 5 s per channel; other routes are unbounded unless configured.
+        self.route_limits = {"POST /channels/{channel_id}/messages": (5, 5.0)} if route_limits is None else route_limits
 
         # What tests read.
         self.requests: list[RecordedRequest] = []
@@ -272,6 +281,7 @@ class FakeDiscord:
         self._dm_recipients: dict[int, int] = {}  # channel id -> recipient id
         self._nonces: dict[tuple[int, str], tuple[float, int]] = {}  # (author, nonce) -> (monotonic, message id)
         self._window: deque[float] = deque()
+        self._buckets: dict[tuple[str, str], list[float]] = {}  # (route, major parameter) -> [count, reset at]
         self._failures: list[tuple[int, str | None]] = []
         self._waiters: list[tuple[Callable[[RecordedRequest], bool], asyncio.Future[RecordedRequest]]] = []
         self._session_event = asyncio.Event()
@@ -451,12 +461,16 @@ class FakeDiscord:
                 self._waiters.remove(entry)
 
     async def wait_for_callback(self, interaction_id: int | str, *, timeout: float = 5.0) -> InteractionRecord:  # noqa: ASYNC109 -- a bounded wait is the point
-        """Wait for the bot's callback to a dispatched interaction; returns the interaction's record."""
+        """Wait for the bot's callback to a dispatched interaction; returns the interaction's record.
+
+        Returns on the first callback request, accepted or not: a refused one (too late, already acknowledged)
+        leaves `record.callback` None and shows in `record.attempts`.
+        """
         record = self.interactions[int(interaction_id)]
-        if record.callback is None:
+        if not record.attempts:
             path = f"/interactions/{record.id}/"
             await self.wait_for_request(
-                lambda r: r.path.startswith(path) and r.path.endswith("/callback") and r.status < 300,
+                lambda r: r.path.startswith(path) and r.path.endswith("/callback"),
                 timeout=timeout,
                 include_recorded=True,
             )
@@ -644,7 +658,8 @@ class FakeDiscord:
                 raise DiscordError(401, "401: Unauthorized")
             self._maybe_fail(path)
             if route.bot_auth:
-                headers = self._take_global_token()
+                self._take_global_token()
+                headers = self._take_route_token(route, params)
             status, body = await route.handler(_Call(request, params, recorded))
         except DiscordError as exc:
             status, body, headers = exc.status, exc.body, exc.headers
@@ -687,12 +702,54 @@ class FakeDiscord:
         for i, (status, needle) in enumerate(self._failures):
             if needle is None or needle in path:
                 del self._failures[i]
-                raise DiscordError(status, f"{status}: Internal Server Error")
+                raise DiscordError(status, f"{status}: {HTTPStatus(status).phrase}")
 
-    def _take_global_token(self) -> dict[str, str]:
+    def _take_route_token(self, route: _Route, params: dict[str, str]) -> dict[str, str]:
+        """A per-route bucket (fixed window, keyed by route and major parameter, as Discord's are).
+
+        Routes with a configured limit answer with the X-RateLimit-* headers discord.py learns buckets from (it then
+        waits by itself when Remaining hits 0) and a non-global 429 when exceeded. Routes without one send no bucket
+        headers; discord.py then keeps one request in flight per route and major parameter.
+        """
+        template = f"{route.method} {route.template}"
+        limit = self.route_limits.get(template)
+        if limit is None:
+            return {}
+        count, per_s = limit
+        major = next((params[k] for k in ("channel_id", "guild_id", "webhook_id") if k in params), "")
+        now = time.monotonic()
+        bucket = self._buckets.get((template, major))
+        if bucket is None or now >= bucket[1]:
+            bucket = [0, now + per_s]
+            self._buckets[(template, major)] = bucket
+        reset_after = max(0.0, bucket[1] - now)
+        headers = {
+            "X-RateLimit-Limit": str(count),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": hashlib.sha1(template.encode()).hexdigest()[:32],
+        }
+        if bucket[0] >= count:
+            headers |= {
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Scope": "user",
+                "Retry-After": str(math.ceil(reset_after)),
+            }
+            raise DiscordError(
+                429,
+                "You are being rate limited.",
+                retry_after=round(max(0.001, reset_after), 3),
+                headers=headers,
+                **{"global": False},
+            )
+        bucket[0] += 1
+        headers["X-RateLimit-Remaining"] = str(count - bucket[0])
+        return headers
+
+    def _take_global_token(self) -> None:
         """The global limit: N requests in any rolling window. Over it: Discord's 429 body and headers."""
         if self.rate_limit_per_s is None:
-            return {}
+            return
         now = time.monotonic()
         window = self.rate_limit_window_s
         while self._window and self._window[0] <= now - window:
@@ -711,7 +768,6 @@ class FakeDiscord:
                 },
             )
         self._window.append(now)
-        return {}
 
     def _record(self, recorded: RecordedRequest) -> None:
         self.requests.append(recorded)
@@ -936,6 +992,7 @@ class FakeDiscord:
 
     async def _callback(self, call: _Call) -> tuple[int, Any]:
         record = self._interaction_for(call, by="id")
+        record.attempts.append(call.recorded)
         now = time.monotonic()
         if record.callback is not None:
             raise DiscordError(400, "Interaction has already been acknowledged.", 40060)

@@ -63,6 +63,14 @@ class TinyBot(commands.Bot):
         super().__init__(command_prefix="!td ", intents=intents, guild_ready_timeout=0.1)
         self.autocomplete_seen: list[str] = []
         self.alerts: list[tuple[str, float]] = []
+        self.errors: list[app_commands.AppCommandError] = []
+        self.errored = asyncio.Event()
+
+        async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            self.errors.append(error)
+            self.errored.set()
+
+        self.tree.on_error = on_error  # type: ignore[method-assign]
 
         @self.tree.command(description="Are you there?")
         async def ping(interaction: discord.Interaction) -> None:
@@ -331,3 +339,82 @@ async def test_wire_details_headers_429_and_zlib_gateway(fake: FakeDiscord) -> N
                 ops.append((await receive())["op"])
             assert set(ops) <= {0, 11}
     assert fake.sessions[0].shard == (0, 2)
+
+
+async def test_route_buckets_send_headers_discord_py_waits_on(fake: FakeDiscord, bot: TinyBot) -> None:
+    fake.route_limits["POST /channels/{channel_id}/messages"] = (3, 0.5)
+    channel = bot.get_channel(fake.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    for i in range(7):
+        await channel.send(f"tick {i}")
+    assert [m["content"] for m in fake.channel_messages(fake.channel_id)] == [f"tick {i}" for i in range(7)]
+    # discord.py read X-RateLimit-Remaining/Reset-After and slept before the bucket ran out: no 429 needed.
+    assert fake.http_429 == 0
+
+
+async def test_injected_502_is_retried_by_discord_py(fake: FakeDiscord, bot: TinyBot) -> None:
+    fake.fail_next(502, path_contains="/messages")
+    channel = bot.get_channel(fake.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    await channel.send("after a bad gateway")
+    statuses = [r.status for r in fake.requests_to("POST /channels/{channel_id}/messages")]
+    assert statuses == [502, 200]
+    assert len(fake.channel_messages(fake.channel_id)) == 1
+
+
+async def test_a_late_callback_is_refused_10062(fake: FakeDiscord, bot: TinyBot) -> None:
+    fake.interaction_deadline_s = 0.0
+    payload = fake.payloads.slash_command("ping")
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    record = await fake.wait_for_callback(payload["id"])
+    assert record.callback is None and record.latency_s is None
+    assert record.attempts[0].status == 404 and record.attempts[0].response["code"] == 10062
+    async with asyncio.timeout(5):
+        await bot.errored.wait()
+    (error,) = bot.errors
+    assert isinstance(error.__cause__, discord.NotFound) and error.__cause__.code == 10062
+
+
+async def test_reconnect_resumes_the_session(fake: FakeDiscord, bot: TinyBot) -> None:
+    (session,) = fake.sessions
+    resumed = asyncio.Event()
+
+    async def on_resumed() -> None:
+        resumed.set()
+
+    bot.add_listener(on_resumed)
+    await fake.request_reconnect()
+    async with asyncio.timeout(5):
+        await resumed.wait()
+    assert session.resumes == 1 and session.connections == 2 and len(fake.sessions) == 1
+    payload = fake.payloads.slash_command("ping")
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    assert (await fake.wait_for_callback(payload["id"])).callback_type == 4
+
+
+class ShardedBot(commands.AutoShardedBot):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        pass  # discord.py waits 5 s between IDENTIFYs (Discord's max_concurrency 1); the fake doesn't enforce it
+
+
+async def test_auto_sharded_bot_gets_each_guild_on_its_shard() -> None:
+    async with FakeDiscord(guild_count=4, shard_count=2) as fake:
+        fake.point_client_here()
+        intents = discord.Intents.none()
+        intents.guilds = True
+        bot = ShardedBot(command_prefix="!td ", intents=intents, guild_ready_timeout=0.1)
+        task = asyncio.create_task(bot.start(fake.token))
+        try:
+            async with asyncio.timeout(10):
+                while not bot.is_ready():
+                    if task.done():
+                        task.result()
+                    await asyncio.sleep(0.01)
+            assert fake.requests_to("GET /gateway/bot")
+            assert sorted(s.shard for s in fake.sessions if s.shard) == [(0, 2), (1, 2)]
+            assert {g.id for g in bot.guilds} == {g.id for g in fake.guilds}
+            for guild in bot.guilds:
+                assert guild.shard_id == (guild.id >> 22) % 2
+        finally:
+            await bot.close()
+            await task
