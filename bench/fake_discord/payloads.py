@@ -8,11 +8,13 @@ subcommands and subcommand groups), autocomplete, button clicks, MESSAGE_CREATE,
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,8 +73,9 @@ def iso_now() -> str:
 
 
 def interaction_token(interaction_id: int) -> str:
-    """A unique, opaque token of the length and alphabet Discord uses (base64url-ish, ~200 chars)."""
-    return f"aW50ZXJhY3Rpb246{interaction_id}:" + secrets.token_urlsafe(140)
+    """A unique token shaped like Discord's: base64url of `interaction:<id>:<random>`, about 200 characters."""
+    raw = f"interaction:{interaction_id}:{secrets.token_urlsafe(110)}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def user(user_id: int, username: str, *, bot: bool = False, global_name: str | None = None) -> JSON:
@@ -315,20 +318,24 @@ class Payloads:
         application_id: int,
         bot_user: JSON,
         guilds: list[FakeGuild],
-        dm_channel_for: Any,
+        dm_channel_for: Callable[[JSON], int],
+        users: dict[int, JSON],
     ) -> None:
         self._ids = ids
         self.application_id = application_id
         self.bot_user = bot_user
         self.guilds = guilds
-        # Callable[[JSON], int]: the fake's stable DM channel id per recipient, so a DM interaction and a later
-        # user.send() agree on the channel, as they do on Discord.
+        # The fake's stable DM channel per recipient, so a DM interaction and a later user.send() agree on the
+        # channel, as they do on Discord; and its user registry, so GET /users/{id} knows users made here.
         self._dm_channel_for = dm_channel_for
-        self.default_user = user(ids.next(), "trader", global_name="Trader")
+        self._users = users
+        self.default_user = self.user("trader")
 
     def user(self, username: str = "trader", *, user_id: int | None = None) -> JSON:
-        """A new (non-bot) user with a fresh id unless one is given."""
-        return user(user_id if user_id is not None else self._ids.next(), username)
+        """A new (non-bot) user with a fresh id unless one is given, known to the fake from now on."""
+        data = user(user_id if user_id is not None else self._ids.next(), username, global_name=username.title())
+        self._users[int(data["id"])] = data
+        return data
 
     def _context(self, *, guild: bool, who: JSON | None, guild_id: int | None, channel_id: int | None) -> JSON:
         who = who or self.default_user

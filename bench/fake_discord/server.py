@@ -267,6 +267,7 @@ class FakeDiscord:
 
         # What tests read.
         self.requests: list[RecordedRequest] = []
+        self._users: dict[int, JSON] = {}
         self.interactions: dict[int, InteractionRecord] = {}
         self.messages: dict[int, JSON] = {}
         self.sessions: list[GatewaySession] = []
@@ -276,7 +277,6 @@ class FakeDiscord:
         self.http_429 = 0
         self.nonce_dedupes = 0
 
-        self._users: dict[int, JSON] = {}
         self._dm_channels: dict[int, int] = {}  # recipient id -> channel id
         self._dm_recipients: dict[int, int] = {}  # channel id -> recipient id
         self._nonces: dict[tuple[int, str], tuple[float, int]] = {}  # (author, nonce) -> (monotonic, message id)
@@ -295,6 +295,7 @@ class FakeDiscord:
             bot_user=p.user(self.application_id, "TradeDesk", bot=True),
             guilds=self.guilds,
             dm_channel_for=self._dm_channel_for_user,
+            users=self._users,
         )
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -310,7 +311,8 @@ class FakeDiscord:
 
     async def start(self) -> None:
         """Listen on a free port on 127.0.0.1."""
-        app = web.Application()
+        # Discord accepts attachments up to 10 MiB for bots (more with boosts); aiohttp's default cap is 1 MiB.
+        app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/resume", self._gateway)  # READY's resume_gateway_url, so a test sees resumes land
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
@@ -414,7 +416,10 @@ class FakeDiscord:
         if event == "INTERACTION_CREATE":
             record = InteractionRecord(id=int(data["id"]), token=data["token"], type=int(data["type"]), payload=data)
             if data.get("message"):
+                # A component's message exists on Discord (the bot sent it): it is @original for a deferred
+                # update (type 6) followed by edit_original_response, and for UPDATE_MESSAGE (type 7).
                 record.original = data["message"]
+                self.messages.setdefault(int(data["message"]["id"]), data["message"])
             self.interactions[record.id] = record
         sent = 0
         for target in targets:
@@ -696,7 +701,7 @@ class FakeDiscord:
             try:
                 recorded.json = json.loads(raw)
             except ValueError as exc:
-                raise DiscordError(400, "400: Bad Request", 50109) from exc  # "The request body contains invalid JSON"
+                raise DiscordError(400, "The request body contains invalid JSON.", 50109) from exc
 
     def _maybe_fail(self, path: str) -> None:
         for i, (status, needle) in enumerate(self._failures):

@@ -54,6 +54,11 @@ class HelpView(discord.ui.View):
     async def open(self, interaction: discord.Interaction, button: discord.ui.Button[HelpView]) -> None:
         await interaction.response.edit_message(content="help opened")
 
+    @discord.ui.button(label="Later", custom_id="help:later")
+    async def later(self, interaction: discord.Interaction, button: discord.ui.Button[HelpView]) -> None:
+        await interaction.response.defer()
+        await interaction.edit_original_response(content="help, a bit later")
+
 
 class TinyBot(commands.Bot):
     def __init__(self) -> None:
@@ -217,6 +222,17 @@ async def test_button_clicks_reach_the_dynamic_item_and_the_persistent_view(fake
     await fake.dispatch("INTERACTION_CREATE", help_click)
     record = await fake.wait_for_callback(help_click["id"])
     assert record.callback_type == 7 and record.callback_data["content"] == "help opened"
+
+    # Deferred update then an edit of @original: the edit lands on the message holding the button.
+    later = fake.payloads.button_click("help:later", content="press for help")
+    await fake.dispatch("INTERACTION_CREATE", later)
+    record = await fake.wait_for_callback(later["id"])
+    assert record.callback_type == 6
+    edit = await fake.wait_for_request(
+        lambda r: r.method == "PATCH" and r.path.endswith("/messages/@original"), include_recorded=True
+    )
+    assert edit.status == 200 and edit.response["id"] == later["message"]["id"]
+    assert fake.messages[int(later["message"]["id"])]["content"] == "help, a bit later"
 
 
 async def test_mention_in_a_guild_and_a_dm_reach_on_message(fake: FakeDiscord, bot: TinyBot) -> None:
