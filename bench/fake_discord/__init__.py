@@ -14,8 +14,9 @@ websocket to this server exactly as it would to Discord.
         assert record.callback_type == 4 and record.callback_flags & 64
         await bot.close(); await task
 
-`server` holds FakeDiscord and what it records, `gateway` the websocket session and transport compression,
-`payloads` builders for the payloads Discord sends (interactions, messages, guilds) with realistic snowflakes.
+Modules: `server` (FakeDiscord: lifecycle, test helpers, the gateway websocket), `rest` (its REST half: routing,
+auth, rate limits, the v10 endpoints), `gateway` (sessions and transport compression), `records` (what is recorded),
+`payloads` (builders for what Discord sends: interactions, messages, guilds, with realistic snowflakes).
 """
 
 from bench.fake_discord.gateway import GatewaySession
@@ -28,13 +29,8 @@ from bench.fake_discord.payloads import (
     subcommand,
     subcommand_group,
 )
-from bench.fake_discord.server import (
-    DiscordError,
-    FakeDiscord,
-    InteractionRecord,
-    RecordedFile,
-    RecordedRequest,
-)
+from bench.fake_discord.records import DiscordError, InteractionRecord, RecordedFile, RecordedRequest
+from bench.fake_discord.server import FakeDiscord
 
 __all__ = [
     "DiscordError",
