@@ -191,7 +191,7 @@ class RestApi:
                 headers = self._take_route_token(route, params)
             status, body = await route.handler(_Call(request, params, recorded))
         except DiscordError as exc:
-            status, body, headers = exc.status, exc.body, exc.headers
+            status, body, headers = exc.status, exc.body, headers | exc.headers
             if status == 429:
                 self.http_429 += 1
         recorded.status, recorded.response = status, body
@@ -522,7 +522,8 @@ class RestApi:
     async def _callback(self, call: _Call) -> tuple[int, Any]:
         record = self._interaction_for(call, by="id")
         record.attempts.append(call.recorded)
-        now = time.monotonic()
+        # Arrival time, not handling time: artificial latency is the network's, not the bot's.
+        now = call.recorded.received_at
         if record.callback is not None:
             raise DiscordError(400, "Interaction has already been acknowledged.", 40060)
         if self.interaction_deadline_s is not None and now - record.dispatched_at > self.interaction_deadline_s:
