@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import zlib
 from collections.abc import AsyncIterator
@@ -343,7 +344,7 @@ async def test_wire_details_headers_429_and_zlib_gateway(fake: FakeDiscord) -> N
             async def receive() -> dict[str, Any]:
                 frame = await ws.receive_bytes(timeout=5)
                 assert frame.endswith(b"\x00\x00\xff\xff")
-                return dict(__import__("json").loads(inflate.decompress(frame)))
+                return dict(json.loads(inflate.decompress(frame)))
 
             assert (await receive())["op"] == 10
             await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 1, "shard": [0, 2], "properties": {}}})
@@ -354,6 +355,10 @@ async def test_wire_details_headers_429_and_zlib_gateway(fake: FakeDiscord) -> N
             while ops[-1] != 11:  # a GUILD_CREATE may come first if shard 0 of 2 owns the guild
                 ops.append((await receive())["op"])
             assert set(ops) <= {0, 11}
+        # Without `compress` in the URL the gateway speaks plain JSON text frames.
+        async with http.ws_connect(fake.gateway_url.with_query(v="10", encoding="json")) as ws:
+            hello = await ws.receive_json(timeout=5)
+            assert hello["op"] == 10 and hello["d"]["heartbeat_interval"] == fake.heartbeat_interval_ms
     assert fake.sessions[0].shard == (0, 2)
 
 
