@@ -37,7 +37,7 @@ class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"c
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ConfirmButton:
         return cls(int(match["proposal"]))
 
