@@ -284,7 +284,8 @@ class FakeDiscord(RestApi):
             if target.connection is not None:
                 await target.connection.send({"op": OP_RECONNECT, "d": None, "s": None, "t": None})
 
-    async def wait_for_sessions(self, count: int = 1, *, timeout: float = 10.0) -> list[GatewaySession]:  # noqa: ASYNC109 -- a bounded wait is the point
+    # The wait helpers take `timeout` (ruff's ASYNC109) on purpose: a test must not hang on a bot that never answers.
+    async def wait_for_sessions(self, count: int = 1, *, timeout: float = 10.0) -> list[GatewaySession]:  # noqa: ASYNC109
         """Wait until `count` sessions have been identified and sent READY."""
         async with asyncio.timeout(timeout):
             while len(self.sessions) < count:
@@ -296,7 +297,7 @@ class FakeDiscord(RestApi):
         self,
         predicate: Callable[[RecordedRequest], bool],
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 -- tests must not hang on a bot that never answers
+        timeout: float = 5.0,  # noqa: ASYNC109
         include_recorded: bool = False,
     ) -> RecordedRequest:
         """The next request matching `predicate` (or an already recorded one, with include_recorded)."""
@@ -314,7 +315,7 @@ class FakeDiscord(RestApi):
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
 
-    async def wait_for_callback(self, interaction_id: int | str, *, timeout: float = 5.0) -> InteractionRecord:  # noqa: ASYNC109 -- a bounded wait is the point
+    async def wait_for_callback(self, interaction_id: int | str, *, timeout: float = 5.0) -> InteractionRecord:  # noqa: ASYNC109
         """Wait for the bot's callback to a dispatched interaction; returns the interaction's record.
 
         Returns on the first callback request, accepted or not: a refused one (too late, already acknowledged)
