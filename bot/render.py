@@ -50,6 +50,13 @@ def number(value: Decimal) -> str:
     return f"{grouped}.{fraction}" if fraction else grouped
 
 
+def price(value: Decimal) -> str:
+    """A price: its significant digits, but at least cents (200.00, 0.0123, 61,234.5 -> 61,234.50)."""
+    text = number(value)
+    integer, _, fraction = text.partition(".")
+    return f"{integer}.{fraction.ljust(2, '0')}"
+
+
 def when(at: datetime) -> str:
     """A Discord timestamp: every reader sees it in their own time zone."""
     return f"<t:{int(at.timestamp())}:T>"
@@ -96,11 +103,9 @@ def positions_embed(view: PortfolioView) -> discord.Embed:
     for p in held[:MAX_ROWS]:
         value = money(p.market_value, c) if p.market_value is not None else "no price"
         pnl = signed_money(p.unrealized_pnl, c) if p.unrealized_pnl is not None else "—"
-        price = number(p.price) if p.price is not None else "—"
+        last = price(p.price) if p.price is not None else "—"
         stale = " (stale)" if p.stale else ""
-        lines.append(
-            f"**{p.symbol}** {number(p.qty)} @ avg {number(p.avg_cost)} · last {price}{stale} · {value} · {pnl}"
-        )
+        lines.append(f"**{p.symbol}** {number(p.qty)} @ avg {price(p.avg_cost)} · last {last}{stale} · {value} · {pnl}")
     if len(held) > MAX_ROWS:
         lines.append(f"… and {len(held) - MAX_ROWS} more; the dashboard shows them all.")
     if lines:
@@ -134,7 +139,7 @@ def pnl_embed(result: PeriodPnl) -> discord.Embed:
 
 def quote_embed(instrument: InstrumentInfo, quote: Quote) -> discord.Embed:
     embed = discord.Embed(title=f"{instrument.symbol} — {instrument.name}", colour=NEUTRAL)
-    embed.description = f"**{number(quote.price)} {instrument.quote_currency}** as of {when(quote.ts)}" + (
+    embed.description = f"**{price(quote.price)} {instrument.quote_currency}** as of {when(quote.ts)}" + (
         " — stale: no recent tick" if quote.stale else ""
     )
     _footer(embed, simulated=quote.simulated, as_of=quote.ts)
@@ -145,9 +150,9 @@ def describe_order(kind: str | None, side: str | None, qty: Decimal | None, symb
                    limit: Decimal | None, stop: Decimal | None, tif: str | None) -> str:  # fmt: skip
     text = f"{(side or '').upper()} {number(qty) if qty is not None else '?'} {symbol} {(kind or '').replace('_', '-')}"
     if stop is not None:
-        text += f" stop {number(stop)}"
+        text += f" stop {price(stop)}"
     if limit is not None:
-        text += f" limit {number(limit)}"
+        text += f" limit {price(limit)}"
     return f"{text} ({(tif or '').upper()})"
 
 
@@ -155,9 +160,9 @@ def proposal_embed(p: Proposal, *, note: str | None = None) -> discord.Embed:
     embed = discord.Embed(title="Confirm this paper order?", colour=NEUTRAL)
     lines = [f"**{describe_order(p.type, p.side, p.qty, p.symbol, p.limit_price, p.stop_price, p.tif)}**"]
     if p.quote_price is not None and p.quote_ts is not None:
-        lines.append(f"Priced at {number(p.quote_price)} as of {when(p.quote_ts)}.")
+        lines.append(f"Priced at {price(p.quote_price)} as of {when(p.quote_ts)}.")
     if p.estimate_status == "filled" and p.estimate_price is not None and p.qty is not None:
-        lines.append(f"Would fill now at about {number(p.estimate_price)} (≈ {money(p.estimate_price * p.qty)}).")
+        lines.append(f"Would fill now at about {price(p.estimate_price)} (≈ {money(p.estimate_price * p.qty)}).")
     elif p.estimate_status == "new":
         lines.append("Would rest on the book until its price is reached.")
     lines.append(f"Expires {discord.utils.format_dt(p.expires_at, 'R')}. Nothing is placed until you confirm.")
@@ -172,7 +177,7 @@ def order_line(o: OrderView) -> str:
     text = describe_order(o.type, o.side, o.qty, o.symbol, o.limit_price, o.stop_price, o.tif)
     status = o.status.replace("_", " ")
     if o.filled_qty and o.avg_fill_price is not None:
-        status += f" {number(o.filled_qty)} @ {number(o.avg_fill_price)}"
+        status += f" {number(o.filled_qty)} @ {price(o.avg_fill_price)}"
     return f"`{str(o.id)[:8]}` {text} — {status}"
 
 
@@ -198,9 +203,9 @@ def orders_embed(orders: Sequence[OrderView], status: str) -> discord.Embed:
 
 def alert_line(a: Alert) -> str:
     if a.kind == "percent" and a.percent is not None and a.reference_price is not None:
-        what = f"moves {number(a.percent)}% from {number(a.reference_price)} (to {number(a.threshold)})"
+        what = f"moves {number(a.percent)}% from {price(a.reference_price)} (to {price(a.threshold)})"
     else:
-        what = f"{a.direction} {number(a.threshold)}"
+        what = f"{a.direction} {price(a.threshold)}"
     extra = " · recurring" if a.recurring else ""
     note = f" — {a.note}" if a.note else ""
     return f"`{str(a.id)[:8]}` **{a.symbol}** {what}{extra}{note}"

@@ -159,12 +159,12 @@ async def propose_order(
     """
     if origin not in ORIGINS:
         raise ValueError(f"unknown proposal origin {origin!r}")
-    if quote is None or quote.symbol != request.symbol.strip().upper():
-        raise QuoteUnavailable(f"There is no price for {request.symbol.strip().upper()} yet; try again in a moment.")
+    conn = await scope_connection(scope)
+    estimate = await _dry_run(conn, broker, request)  # first: an unknown symbol or a bad quantity says so
+    if quote is None or quote.symbol != estimate.symbol:
+        raise QuoteUnavailable(f"There is no price for {estimate.symbol} yet; try again in a moment.")
     if request.type == OrderType.MARKET and quote.stale:
         raise QuoteUnavailable(f"There is no recent price for {quote.symbol} right now; try again in a moment.")
-    conn = await scope_connection(scope)
-    estimate = await _dry_run(conn, broker, request)
     row = await conn.fetchrow(
         _INSERT,
         request.portfolio_id,
