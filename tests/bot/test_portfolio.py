@@ -49,7 +49,10 @@ async def test_in_dms_portfolio_replies_are_normal_messages(chat: Chat) -> None:
 
 async def test_an_unknown_portfolio_name_is_a_private_error(chat: Chat) -> None:
     record = await chat.send(chat.fake.payloads.slash_command("portfolio", option("name", "Retirement")))
-    assert record.callback_flags & EPHEMERAL and record.callback_data["content"] == "You have no portfolio named Retirement."
+    assert (
+        record.callback_flags & EPHEMERAL
+        and record.callback_data["content"] == "You have no portfolio named Retirement."
+    )
 
 
 async def test_positions_show_quantity_average_cost_value_and_pnl(chat: Chat) -> None:
