@@ -22,7 +22,7 @@ def field(embed: dict[str, Any], name: str) -> str:
 
 async def buy(chat: Chat, symbol: str, qty: str, **kw: Any) -> None:
     data = await propose(chat, option("symbol", symbol), option("qty", qty), **kw)
-    kind, done = await click(chat, buttons(data)["Confirm"], **kw)
+    _, done = await click(chat, buttons(data)["Confirm"], **kw)
     assert done["embeds"][0]["title"] == "Order filled", done
 
 
