@@ -1,0 +1,117 @@
+"""`tradedesk run` with DISCORD_TOKEN: the bot role beside web and worker in one process, against the fake Discord.
+
+The fake runs in the test; the process is pointed at it with TRADEDESK_DISCORD_API_URL and _GATEWAY_URL (the same
+settings a REST proxy deployment uses). Proves the wiring end to end: the gateway session, command registration
+kept across restarts by its hash, a slash command answered from the sim feed's prices, and an alert fired by a sim
+tick delivered as a DM by the worker's dispatcher through the bot's HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.fake_discord import FakeDiscord, option, subcommand
+from tests.app.procs import Tradedesk, free_port, get_json, kill_leftovers, start_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "data"
+    yield path
+    kill_leftovers(path)
+
+
+async def healthy_with_bot(td: Tradedesk, timeout: float = 90) -> dict[str, Any]:
+    """Poll /healthz without blocking the loop the fake Discord runs on, until the bot reports ok."""
+    last: object = None
+    async with asyncio.timeout(timeout):
+        while True:
+            assert td.proc.poll() is None, f"tradedesk run exited with {td.proc.returncode}; log:\n{td.log}"
+            try:
+                status, body = await asyncio.to_thread(get_json, f"http://127.0.0.1:{td.port}/healthz")
+            except (OSError, ValueError) as exc:
+                last = exc
+            else:
+                last = body
+                if status == 200 and body.get("bot") == "ok":
+                    return dict(body)
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"no healthy bot (last {last!r}); log:\n{td.log}")
+
+
+async def stop(td: Tradedesk) -> None:
+    td.signal(signal.SIGTERM)
+    code = await asyncio.to_thread(td.wait, 30)
+    assert code == 0, td.log
+    assert "Traceback" not in td.log, td.log
+
+
+async def test_run_with_a_discord_token_serves_commands_and_dms_an_alert_fired_by_a_sim_tick(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    async with FakeDiscord() as fake:
+        env = {
+            "DISCORD_TOKEN": fake.token,
+            "TRADEDESK_DISCORD_API_URL": fake.api_base,
+            "TRADEDESK_DISCORD_GATEWAY_URL": str(fake.gateway_url),
+            "TRADEDESK_SIM_TICKS_PER_S": "100",
+        }
+        port = free_port()
+        td = start_run(data_dir, port, tmp_path / "run-1.log", **env)
+        try:
+            body = await healthy_with_bot(td)
+            assert body["db"] == "ok" and body["bot"] == "ok"
+            assert "discord: DISCORD_TOKEN set; the Discord bot runs in this process" in td.log
+            assert fake.command_writes == 1
+            assert "alert" in {c["name"] for c in fake.commands()}
+
+            trader = fake.payloads.user("trader")
+            alert_set = None
+            for _ in range(20):  # the sim walks: if it rises past the level between quote and add, try again
+                payload = fake.payloads.slash_command("quote", option("symbol", "AAPL"), who=trader)
+                await fake.dispatch("INTERACTION_CREATE", payload)
+                quote = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
+                match = re.search(r"\*\*([0-9,]+\.[0-9]+) USD\*\*", quote["embeds"][0]["description"])
+                assert match and "simulated" in quote["embeds"][0]["footer"]["text"], quote
+                level = Decimal(match[1].replace(",", "")) + Decimal("0.01")
+                payload = fake.payloads.slash_command(
+                    "alert",
+                    subcommand("add", option("symbol", "AAPL"), option("when", "above"), option("value", str(level))),
+                    who=trader,
+                )
+                await fake.dispatch("INTERACTION_CREATE", payload)
+                reply = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
+                if reply.get("content", "").startswith("Alert set"):
+                    alert_set = level
+                    break
+            assert alert_set is not None, "could not set an alert just above the sim price"
+
+            dm = await fake.wait_for_request(
+                lambda r: r.method == "POST" and r.route == "POST /channels/{channel_id}/messages", timeout=60
+            )
+            assert dm.status == 200 and dm.json is not None
+            assert dm.json["embeds"][0]["title"].startswith("AAPL above")
+            assert dm.json["enforce_nonce"] is True and dm.json["nonce"].isdigit()
+            assert fake.dm_channel_id(int(trader["id"])) is not None
+            await stop(td)
+
+            second = start_run(data_dir, port, tmp_path / "run-2.log", **env)
+            try:
+                await healthy_with_bot(second)
+                assert fake.command_writes == 1, "a restart with the same commands must not register them again"
+                assert "slash commands unchanged since the last registration" in second.log
+                await stop(second)
+            finally:
+                second.kill_group()
+        finally:
+            td.kill_group()
