@@ -23,6 +23,8 @@ from tests.app.procs import Tradedesk, free_port, get_json, kill_leftovers, star
 
 pytestmark = pytest.mark.slow
 
+HEALTHY_WITHIN_S = 90  # a cold start includes initdb of the embedded Postgres
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
@@ -31,10 +33,10 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     kill_leftovers(path)
 
 
-async def healthy_with_bot(td: Tradedesk, timeout: float = 90) -> dict[str, Any]:
+async def healthy_with_bot(td: Tradedesk) -> dict[str, Any]:
     """Poll /healthz without blocking the loop the fake Discord runs on, until the bot reports ok."""
     last: object = None
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(HEALTHY_WITHIN_S):
         while True:
             assert td.proc.poll() is None, f"tradedesk run exited with {td.proc.returncode}; log:\n{td.log}"
             try:
