@@ -25,6 +25,11 @@ from tools.desk import Desk
 
 log = logging.getLogger("tradedesk.bot")
 
+PLAIN_MESSAGE_REPLY = (
+    "I work through slash commands: type `/` in any channel or here to see them, or `/help` for examples. "
+    "Replies about your portfolio are private."
+)
+
 
 def intents() -> discord.Intents:
     chosen = discord.Intents.none()
@@ -62,6 +67,20 @@ class TradeDeskBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("discord: connected as %s (id %d) to %d server(s)", self.user, self.user.id, len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A DM, or a mention in a guild: answered by DM (a plain message can't be ephemeral, and the answer may be
+        about the user's money). No prefix commands: everything is a slash command."""
+        if message.author.bot or self.user is None:
+            return
+        if message.guild is not None and self.user not in message.mentions:
+            return
+        try:
+            await message.author.send(PLAIN_MESSAGE_REPLY)
+        except discord.Forbidden:
+            log.info("discord: can't DM %s (DMs closed) to answer their message", message.author.id)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not answer a message from %s: %s", message.author.id, exc)
 
     async def _on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await send_error(interaction, error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -9,8 +10,9 @@ import asyncpg
 import pytest
 from discord import app_commands
 
-from bench.fake_discord import FakeDiscord
+from bench.fake_discord import FakeDiscord, option
 from bot.notifier import DiscordNotifier
+from bot.reply import DEFER_AFTER_S
 from core.db.database import Database
 from core.notifications.dispatcher import Dispatcher
 from core.notifications.limiter import TokenBucket
@@ -98,3 +100,44 @@ async def test_the_first_interaction_after_dms_bounced_says_what_was_held_back(c
     assert [m["embeds"][0]["title"] for m in dms] == ["AAPL above 210.00"]
     record = await chat.send(chat.fake.payloads.slash_command("orders"))
     assert record.callback_data["content"] is None  # told once
+
+
+async def test_a_mention_in_a_guild_or_a_dm_is_answered_by_dm_and_other_messages_are_ignored(chat: Chat) -> None:
+    user = chat.fake.payloads.default_user
+    for payload in (
+        chat.fake.payloads.message_create("how is my AAPL position?"),  # a mention in a guild channel
+        chat.fake.payloads.message_create("hello", guild=False),
+    ):
+        await chat.fake.dispatch("MESSAGE_CREATE", payload)
+        sent = await chat.fake.wait_for_request(
+            lambda r: r.route == "POST /channels/{channel_id}/messages" and r.json is not None
+            and r.json.get("content", "").startswith("I work through slash commands")
+        )  # fmt: skip
+        assert sent.path.endswith(f"/channels/{chat.fake.dm_channel_id(int(user['id']))}/messages")
+        chat.fake.requests.clear()
+    await chat.fake.dispatch("MESSAGE_CREATE", chat.fake.payloads.message_create("chatter", mention_bot=False))
+    await asyncio.sleep(0.3)
+    assert chat.fake.requests_to("POST /channels/{channel_id}/messages") == []
+
+
+async def test_slow_work_is_deferred_privately_then_answered(chat: Chat, db_url: str) -> None:
+    user = chat.fake.payloads.default_user
+    await chat.send(chat.fake.payloads.slash_command("portfolio"))  # opens the default portfolio
+    user_id = await chat.user_id(user)
+    blocker = await asyncpg.connect(db_url)  # holds the portfolio's row lock, as a long fill would
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT set_config('role', 'tradedesk_system', true)")  # RLS: see every tenant
+        locked = await blocker.fetch("SELECT 1 FROM tradedesk.portfolios WHERE user_id = $1 FOR UPDATE", user_id)
+        assert len(locked) == 1
+        payload = chat.fake.payloads.slash_command("buy", option("symbol", "AAPL"), option("qty", "1"))
+        record = await chat.send(payload)
+        assert record.callback_type == 5 and record.callback_flags & EPHEMERAL  # deferred, private, within 3 s
+        # Deferred only once the work had its 2 s (the fake refuses a callback after Discord's 3 s deadline).
+        assert record.latency_s is not None and record.latency_s >= DEFER_AFTER_S
+        await tx.rollback()
+    finally:
+        await blocker.close()
+    final = await chat.final(record)
+    assert final["embeds"][0]["title"] == "Confirm this paper order?" and len(final["components"]) == 1
