@@ -41,6 +41,9 @@ def intents() -> discord.Intents:
 
 class TradeDeskBot(commands.Bot):
     def __init__(self, desk: Desk, database: Database, *, sync_on_start: bool = True, **options: object) -> None:
+        # TradeDesk never joins voice: without these, discord.py warns at start-up that voice libraries are missing.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents(),

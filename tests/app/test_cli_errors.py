@@ -31,8 +31,8 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], command: str
     errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
     assert len(errors) == 1, f"expected exactly one {ERROR_PREFIX!r} line:\n{result.stderr}"
     assert lines[-1] == errors[0], f"the error line must be the last line:\n{result.stderr}"
-    if command == "run":
-        # `run` logs that it is starting and which local defaults are in use; nothing else may precede the error.
+    if command in ("run", "sync-commands"):
+        # These log what they start (which local defaults are in use, migrations); nothing else may precede the error.
         noise = [line for line in lines[:-1] if not _RUN_INFO_LINE.match(line)]
         assert noise == [], f"unexpected lines before the error:\n{result.stderr}"
     else:
@@ -205,3 +205,23 @@ def test_web_port_in_use_is_one_line_and_stops_the_embedded_postgres(data_dir: P
     assert f"port {port} on 127.0.0.1 is in use" in line
     assert "TRADEDESK_WEB_PORT" in line
     assert leftovers(data_dir) == [], "the embedded Postgres started for this run must be stopped again"
+
+
+def test_sync_commands_without_a_token_says_what_is_missing(data_dir: Path) -> None:
+    result = run_cli("sync-commands", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
+    line = assert_one_error_line(result, "sync-commands")
+    assert "DISCORD_TOKEN is not set" in line
+    assert not data_dir.exists(), "nothing is started or created without a token"
+
+
+def test_a_refused_discord_token_is_one_line_and_stops_the_embedded_postgres(data_dir: Path) -> None:
+    # A port nothing listens on stands in for Discord: the login fails, and the message says what to check.
+    env = clean_env(
+        TRADEDESK_DATA_DIR=str(data_dir),
+        DISCORD_TOKEN="not-a-token",
+        TRADEDESK_DISCORD_API_URL=f"http://127.0.0.1:{free_port()}/api/v10",
+    )
+    result = run_cli("sync-commands", env=env)
+    line = assert_one_error_line(result, "sync-commands")
+    assert "can't reach Discord" in line and "not-a-token" not in result.stderr
+    assert leftovers(data_dir) == []

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench.fake_discord import FakeDiscord, option, subcommand
-from tests.app.procs import Tradedesk, free_port, get_json, kill_leftovers, start_run
+from tests.app.procs import TRADEDESK, Tradedesk, clean_env, free_port, get_json, kill_leftovers, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -115,5 +115,14 @@ async def test_run_with_a_discord_token_serves_commands_and_dms_an_alert_fired_b
                 await stop(second)
             finally:
                 second.kill_group()
+            # `tradedesk sync-commands` registers them again on demand, unchanged or not.
+            sync = await asyncio.create_subprocess_exec(
+                str(TRADEDESK), "sync-commands", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir), **env),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await asyncio.wait_for(sync.communicate(), 90)
+            assert sync.returncode == 0, err.decode()
+            assert "registered 11 slash commands with Discord" in err.decode()
+            assert fake.command_writes == 2
         finally:
             td.kill_group()
