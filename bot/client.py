@@ -61,7 +61,13 @@ class TradeDeskBot(commands.Bot):
             await self.add_cog(cog)
         self.add_dynamic_items(ProposalButton)
         if self.sync_on_start:
-            await self.sync_commands(force=False)
+            try:
+                await self.sync_commands(force=False)
+            except discord.HTTPException as exc:
+                # The commands registered last time keep working; a failed update must not keep the bot offline.
+                log.error(
+                    "discord: could not register the slash commands (%s); retry with tradedesk sync-commands", exc
+                )
 
     async def sync_commands(self, *, force: bool) -> bool:
         assert self.application_id is not None, "log in first: the application id comes from Discord"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -18,6 +19,7 @@ from core.notifications.dispatcher import Dispatcher
 from core.notifications.limiter import TokenBucket
 from core.notifications.outbox import enqueue
 from tests.bot.conftest import EPHEMERAL, Chat, running_bot
+from tests.helpers import Clock
 
 
 async def test_commands_are_registered_once_and_again_only_when_they_change(
@@ -141,3 +143,21 @@ async def test_slow_work_is_deferred_privately_then_answered(chat: Chat, db_url:
         await blocker.close()
     final = await chat.final(record)
     assert final["embeds"][0]["title"] == "Confirm this paper order?" and len(final["components"]) == 1
+
+
+async def test_a_failed_command_registration_does_not_keep_the_bot_offline(
+    fake: FakeDiscord, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next(400, path_contains="/commands")
+    with caplog.at_level(logging.ERROR, logger="tradedesk.bot"):
+        async with running_bot(fake, db, Clock(datetime.now(UTC))) as bot:
+            assert bot.is_ready()
+            payload = fake.payloads.slash_command("help")
+            await fake.dispatch("INTERACTION_CREATE", payload)
+            assert (await fake.wait_for_callback(int(payload["id"]))).callback_type == 4
+    assert fake.commands() == []
+    assert any("could not register the slash commands" in r.getMessage() for r in caplog.records)
+    # Nothing was recorded as registered, so the next start-up tries again.
+    async with running_bot(fake, db, Clock(datetime.now(UTC))):
+        pass
+    assert len(fake.commands()) == 11
