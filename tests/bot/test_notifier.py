@@ -1,0 +1,170 @@
+"""The Discord Notifier with the real outbox dispatcher, the real database and discord.py's real HTTP client, against
+bench.fake_discord (a global limit of 50 requests/s answered with Discord's own 429 bodies, per-channel message
+buckets, nonce dedupe with enforce_nonce, closed DMs as 403 50007, unknown channels as 404 10003).
+
+Nothing of ours is mocked: `DiscordNotifier(HTTPClient)` talks HTTP to the fake exactly as it would to Discord, and
+every assertion is on what the fake saw and what the outbox recorded. Rates are checked through the fake's counters
+(`http_429`), never against the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from discord.http import HTTPClient
+
+from bench.fake_discord import FakeDiscord, RecordedRequest
+from bot.notifier import DiscordNotifier
+from core.db.database import Database
+from core.db.types import utcnow
+from core.notifications.dispatcher import Dispatcher
+from core.notifications.limiter import TokenBucket
+from tests.core.notifications.conftest import Outbox, drain
+from tests.helpers import Clock
+
+OPEN_DM = "POST /users/@me/channels"
+POST_MESSAGE = "POST /channels/{channel_id}/messages"
+LEASE = timedelta(seconds=60)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(rate_limit_per_s=50) as server:
+        server.point_client_here()
+        yield server
+
+
+@pytest.fixture
+async def http(fake: FakeDiscord) -> AsyncIterator[HTTPClient]:
+    """discord.py's HTTP client logged in to the fake, as the bot's is (GET /users/@me)."""
+    client = HTTPClient(asyncio.get_running_loop())
+    await client.static_login(fake.token)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A minute ahead of the real time, so rows enqueued with the database's now() are due at once."""
+    return Clock(utcnow() + timedelta(minutes=1))
+
+
+@pytest.fixture
+def outbox(db: Database) -> Outbox:
+    return Outbox(db)
+
+
+def dispatcher(db: Database, http: HTTPClient, clock: Clock, **kwargs: Any) -> Dispatcher:
+    """The dispatcher as the worker builds it (default TokenBucket, batch size, coalescing), on the test's clock."""
+    return Dispatcher(db, DiscordNotifier(http), TokenBucket(), clock=clock, lease=LEASE, **kwargs)
+
+
+def discord_id(n: int) -> int:
+    return 1000 + n  # Outbox.user(n) gives user n this Discord id
+
+
+def dm_channel_on_discord(fake: FakeDiscord, n: int) -> int:
+    """The DM channel Discord already has with user n, as after they once DMed the bot (no request is made)."""
+    who = fake.payloads.user(f"trader{n}", user_id=discord_id(n))
+    return int(fake.payloads.message_create("hi", guild=False, who=who)["channel_id"])
+
+
+def since(fake: FakeDiscord, mark: int) -> list[RecordedRequest]:
+    return fake.requests[mark:]
+
+
+def nonce_counts(fake: FakeDiscord) -> Counter[str]:
+    """How many visible messages carry each nonce (fake.messages holds what users can see; dedupes add nothing)."""
+    return Counter(str(m["nonce"]) for m in fake.messages.values())
+
+
+async def test_one_notification_is_one_dm_and_the_channel_is_cached_for_the_next(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    user = await outbox.user(1, channel=False)
+    nid = await outbox.add(user, "k1", title="AAPL above 200")
+    d = dispatcher(db, http, clock)
+    mark = len(fake.requests)
+
+    stats = await d.dispatch_once()
+
+    assert stats.messages_sent == 1 and stats.claimed == 1
+    assert [r.route for r in since(fake, mark)] == [OPEN_DM, POST_MESSAGE]
+    channel = fake.dm_channel_id(discord_id(1))
+    assert channel is not None
+    [message] = fake.channel_messages(channel)
+    assert len(fake.messages) == 1
+    post = since(fake, mark)[1]
+    assert post.path == f"/channels/{channel}/messages" and post.status == 200
+    assert post.json["nonce"] == str(nid) and post.json["enforce_nonce"] is True
+    [embed] = post.json["embeds"]
+    assert embed["title"] == "AAPL above 200" and embed["description"] == "body of k1"
+    assert message["nonce"] == str(nid) and message["embeds"][0]["title"] == "AAPL above 200"
+    [row] = await outbox.rows()
+    assert row["status"] == "sent" and row["discord_message_id"] == int(message["id"]) and row["attempts"] == 1
+    me = await outbox.users(user)
+    assert me["dm_channel_id"] == channel and me["dm_status"] == "open"
+
+    # The channel is cached: the next notification is one request, in the same channel.
+    second = await outbox.add(user, "k2", title="AAPL above 210")
+    mark = len(fake.requests)
+    assert (await d.dispatch_once()).messages_sent == 1
+    [post] = since(fake, mark)
+    assert post.route == POST_MESSAGE and post.path == f"/channels/{channel}/messages" and post.status == 200
+    assert post.json["nonce"] == str(second)
+    assert [m["embeds"][0]["title"] for m in fake.channel_messages(channel)] == ["AAPL above 200", "AAPL above 210"]
+    assert fake.http_429 == 0 and fake.nonce_dedupes == 0
+
+
+def assert_each_once_in_its_users_channel(fake: FakeDiscord, expected: dict[int, tuple[int, str]]) -> None:
+    """`expected`: nonce -> (the user's Discord id, the title). Every one is visible exactly once, in that user's DM
+    channel, and nothing else is visible."""
+    assert nonce_counts(fake) == Counter({str(nonce): 1 for nonce in expected})
+    for message in fake.messages.values():
+        who, title = expected[int(message["nonce"])]
+        assert int(message["channel_id"]) == fake.dm_channel_id(who)
+        assert message["embeds"][0]["title"] == title
+
+
+@pytest.mark.parametrize(("users", "each"), [(50, 6), (100, 3)], ids=["50x6", "100x3"])
+async def test_a_burst_for_many_users_is_paced_under_discords_limit_and_delivered_once(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock, users: int, each: int
+) -> None:
+    # tests/core/notifications/test_dispatcher.py's burst (300 notifications, half the users without a cached DM
+    # channel, one message per notification), through discord.py into the fake's 50 requests/s.
+    ids = [
+        await outbox.user(n, dm_channel_id=dm_channel_on_discord(fake, n) if n % 2 == 0 else None) for n in range(users)
+    ]
+    expected: dict[int, tuple[int, str]] = {}
+    for i in range(each):
+        for n, user in enumerate(ids):
+            nid = await outbox.add(user, f"a{n}-{i}")
+            expected[nid] = (discord_id(n), f"Alert a{n}-{i}")
+    d = dispatcher(db, http, clock, coalesce=False)
+    mark = len(fake.requests)
+
+    stats = await drain(d)
+
+    assert fake.http_429 == 0
+    assert stats.messages_sent == stats.notifications_sent == users * each and stats.retried == 0
+    assert_each_once_in_its_users_channel(fake, expected)
+    assert fake.nonce_dedupes == 0
+    # One request per message, plus opening a DM channel for each message to a user without a cached one: only in
+    # the first batch (100 rows: each user's first 100 // users notifications), whose outcome caches the channel.
+    routes = Counter(r.route for r in since(fake, mark))
+    assert routes == Counter({POST_MESSAGE: users * each, OPEN_DM: users // 2 * (100 // users)})
+    assert {r.status for r in since(fake, mark)} == {200}
+    rows = await outbox.rows()
+    assert {r["status"] for r in rows} == {"sent"} and all(r["attempts"] == 1 for r in rows)
+    by_nonce = {int(m["nonce"]): int(m["id"]) for m in fake.messages.values()}
+    assert {r["id"]: r["discord_message_id"] for r in rows} == by_nonce
+    for n, user in enumerate(ids):
+        me = await outbox.users(user)
+        assert me["dm_channel_id"] == fake.dm_channel_id(discord_id(n)) and me["dm_status"] == "open"
