@@ -24,6 +24,7 @@ from core.db.database import Database
 from core.db.types import utcnow
 from core.notifications.dispatcher import Dispatcher
 from core.notifications.limiter import TokenBucket
+from core.notifications.notifier import Sent
 from tests.core.notifications.conftest import Outbox, drain
 from tests.helpers import Clock
 
@@ -168,3 +169,58 @@ async def test_a_burst_for_many_users_is_paced_under_discords_limit_and_delivere
     for n, user in enumerate(ids):
         me = await outbox.users(user)
         assert me["dm_channel_id"] == fake.dm_channel_id(discord_id(n)) and me["dm_status"] == "open"
+
+
+async def test_a_crash_after_discords_acknowledgement_shows_each_notification_once(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    # 100 users, two notifications each, coalesced into one message per user (the worker's default); half the users
+    # without a cached DM channel. The first batch (the first 50 users) reaches Discord, which answers 200, and the
+    # process dies before the outbox records it.
+    users = [
+        await outbox.user(n, dm_channel_id=dm_channel_on_discord(fake, n) if n % 2 == 0 else None) for n in range(100)
+    ]
+    titles: dict[int, str] = {}
+    for n, user in enumerate(users):
+        for i in range(2):
+            titles[await outbox.add(user, f"a{n}-{i}")] = f"Alert a{n}-{i}"
+    crashed = dispatcher(db, http, clock)
+    batch = await crashed.claim()
+    assert [len(rows) for _, rows in batch.messages] == [2] * 50
+    first = await crashed.deliver(batch)
+    assert len(fake.messages) == 50 and all(isinstance(d, Sent) for d in first)
+    del crashed, batch  # gone without recording: the 100 rows stay leased
+
+    [unrecorded] = await outbox.rows("id = $1", min(titles))
+    assert unrecorded["status"] == "pending" and unrecorded["next_attempt_at"] == clock() + LEASE
+    clock.advance(seconds=61)  # the lease ends
+    survivor = dispatcher(db, http, clock)
+    stats = await drain(survivor)
+
+    assert fake.http_429 == 0
+    # The 50 groups went out again with the same nonce and Discord answered with the first messages.
+    assert fake.nonce_dedupes == 50
+    assert stats.messages_sent == 100 and stats.notifications_sent == 200
+    rows = {r["id"]: r for r in await outbox.rows()}
+    leaders = {i for i, r in rows.items() if r["status"] == "sent"}
+    assert len(leaders) == 100
+    assert all(
+        r["status"] == "coalesced" and r["coalesced_into"] in leaders for i, r in rows.items() if i not in leaders
+    )
+    assert nonce_counts(fake) == Counter({str(i): 1 for i in leaders})  # one visible DM per group, no second
+    seen: Counter[int] = Counter()
+    for message in fake.messages.values():
+        leader = rows[int(message["nonce"])]
+        assert leader["discord_message_id"] == int(message["id"])
+        n = users.index(leader["user_id"])
+        assert int(message["channel_id"]) == fake.dm_channel_id(discord_id(n))
+        embed = message["embeds"][0]
+        assert embed["title"] == "2 notifications"
+        for i, title in titles.items():
+            if title + ":" in embed["description"]:
+                seen[i] += 1
+    assert seen == Counter(dict.fromkeys(titles, 1))  # every notification visible exactly once
+    # 50 first sends + 50 repeats + 50 for the rest; a DM channel opened for every send to an uncached user (the
+    # crash lost the 25 channels opened first: they are opened again, and Discord returns the same channel).
+    assert len(fake.requests_to(POST_MESSAGE, status=200)) == 150
+    assert len(fake.requests_to(OPEN_DM)) == 75
