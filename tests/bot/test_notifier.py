@@ -22,7 +22,7 @@ from bench.fake_discord import FakeDiscord, RecordedRequest
 from bot.notifier import DiscordNotifier
 from core.db.database import Database
 from core.db.types import utcnow
-from core.notifications.dispatcher import Dispatcher
+from core.notifications.dispatcher import Dispatcher, mark_dm_open
 from core.notifications.limiter import TokenBucket
 from core.notifications.notifier import Sent
 from tests.core.notifications.conftest import Outbox, drain
@@ -224,3 +224,121 @@ async def test_a_crash_after_discords_acknowledgement_shows_each_notification_on
     # crash lost the 25 channels opened first: they are opened again, and Discord returns the same channel).
     assert len(fake.requests_to(POST_MESSAGE, status=200)) == 150
     assert len(fake.requests_to(OPEN_DM)) == 75
+
+
+async def test_closed_dms_park_the_notification_until_the_user_is_back(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    closed = await outbox.user(1, channel=False)
+    other = await outbox.user(2, dm_channel_id=dm_channel_on_discord(fake, 2))
+    fake.closed_dms.add(discord_id(1))
+    first = await outbox.add(closed, "c1", title="AAPL above 200")
+    await outbox.add(other, "o1")
+    d = dispatcher(db, http, clock)
+
+    stats = await d.dispatch_once()  # the other user's DM still goes out
+
+    assert stats.dms_closed == 1 and stats.parked == 1 and stats.messages_sent == 1
+    [refused] = fake.requests_to(POST_MESSAGE, status=403)
+    assert refused.response == {"message": "Cannot send messages to this user", "code": 50007}
+    assert refused.json["nonce"] == str(first)
+    me = await outbox.users(closed)
+    assert me["dm_status"] == "closed"
+    [row] = await outbox.rows("id = $1", first)
+    assert row["status"] == "pending" and row["parked"] and "50007" in row["last_error"]
+
+    # Parked: later rounds don't try Discord for them, however long we wait.
+    mark = len(fake.requests)
+    clock.advance(hours=1)
+    assert (await d.dispatch_once()).claimed == 0
+    assert since(fake, mark) == []
+
+    fake.closed_dms.discard(discord_id(1))  # they opened their DMs and talk to us again
+    async with db.system_scope("notifications.dm_open") as s:
+        missed = await mark_dm_open(s, closed, clock())
+    assert [m.id for m in missed] == [first]
+    stats = await d.dispatch_once()
+    assert stats.messages_sent == 1
+
+    channel = fake.dm_channel_id(discord_id(1))
+    assert channel is not None
+    [message] = fake.channel_messages(channel)
+    assert message["nonce"] == str(first) and message["embeds"][0]["title"] == "AAPL above 200"
+    me = await outbox.users(closed)
+    assert me["dm_status"] == "open" and me["dm_channel_id"] == channel
+    [row] = await outbox.rows("id = $1", first)
+    assert row["status"] == "sent" and row["discord_message_id"] == int(message["id"])
+    assert nonce_counts(fake)[str(first)] == 1 and fake.http_429 == 0
+
+
+async def test_a_500_is_retried_by_discord_py_and_delivered_once(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    channel = dm_channel_on_discord(fake, 1)
+    user = await outbox.user(1, dm_channel_id=channel)
+    nid = await outbox.add(user, "k")
+    fake.fail_next(500, path_contains="/messages")
+
+    stats = await dispatcher(db, http, clock).dispatch_once()
+
+    assert stats.messages_sent == 1 and stats.retried == 0  # discord.py retried the 500 itself (after ~1 s)
+    assert [r.status for r in fake.requests_to(POST_MESSAGE)] == [500, 200]
+    [message] = fake.channel_messages(channel)
+    assert message["nonce"] == str(nid) and len(fake.messages) == 1
+    [row] = await outbox.rows()
+    assert row["status"] == "sent" and row["attempts"] == 1
+
+
+async def test_a_503_is_retried_later_by_the_dispatcher_and_delivered_once(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    channel = dm_channel_on_discord(fake, 1)
+    user = await outbox.user(1, dm_channel_id=channel)
+    nid = await outbox.add(user, "k")
+    fake.fail_next(503, path_contains="/messages")  # discord.py doesn't retry a 503: DiscordServerError
+    d = dispatcher(db, http, clock)
+
+    stats = await d.dispatch_once()
+
+    assert stats.retried == 1 and stats.messages_sent == 0
+    [row] = await outbox.rows()
+    assert row["status"] == "pending" and row["attempts"] == 1 and "503" in row["last_error"]
+    assert fake.messages == {}
+    assert (await d.dispatch_once()).claimed == 0  # backing off
+
+    clock.advance(seconds=5)
+    assert (await d.dispatch_once()).messages_sent == 1
+    assert [r.status for r in fake.requests_to(POST_MESSAGE)] == [503, 200]
+    [message] = fake.channel_messages(channel)
+    assert message["nonce"] == str(nid) and len(fake.messages) == 1
+    [row] = await outbox.rows()
+    assert row["status"] == "sent" and row["attempts"] == 2 and row["discord_message_id"] == int(message["id"])
+
+
+async def test_a_stale_cached_dm_channel_is_reopened_once(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    stale = 424242424242424242  # a channel Discord doesn't know (any more)
+    user = await outbox.user(1, dm_channel_id=stale)
+    nid = await outbox.add(user, "k1")
+    d = dispatcher(db, http, clock)
+    mark = len(fake.requests)
+
+    assert (await d.dispatch_once()).messages_sent == 1
+
+    requests = since(fake, mark)
+    assert [(r.route, r.status) for r in requests] == [(POST_MESSAGE, 404), (OPEN_DM, 200), (POST_MESSAGE, 200)]
+    assert requests[0].path == f"/channels/{stale}/messages"
+    assert requests[0].response == {"message": "Unknown Channel", "code": 10003}
+    channel = fake.dm_channel_id(discord_id(1))
+    assert channel is not None and channel != stale
+    assert requests[2].path == f"/channels/{channel}/messages" and requests[2].json["nonce"] == str(nid)
+    [message] = fake.channel_messages(channel)
+    assert message["nonce"] == str(nid) and len(fake.messages) == 1
+    assert (await outbox.users(user))["dm_channel_id"] == channel  # the fresh channel replaces the stale one
+
+    # And the next notification is one request again.
+    await outbox.add(user, "k2")
+    mark = len(fake.requests)
+    assert (await d.dispatch_once()).messages_sent == 1
+    assert [(r.path, r.status) for r in since(fake, mark)] == [(f"/channels/{channel}/messages", 200)]
