@@ -31,6 +31,7 @@ from tests.helpers import Clock
 OPEN_DM = "POST /users/@me/channels"
 POST_MESSAGE = "POST /channels/{channel_id}/messages"
 LEASE = timedelta(seconds=60)
+BATCH = 100  # the dispatcher's default batch size, spelled out where a count depends on it
 
 
 @pytest.fixture
@@ -148,7 +149,7 @@ async def test_a_burst_for_many_users_is_paced_under_discords_limit_and_delivere
         for n, user in enumerate(ids):
             nid = await outbox.add(user, f"a{n}-{i}")
             expected[nid] = (discord_id(n), f"Alert a{n}-{i}")
-    d = dispatcher(db, http, clock, coalesce=False)
+    d = dispatcher(db, http, clock, coalesce=False, batch_size=BATCH)
     mark = len(fake.requests)
 
     stats = await drain(d)
@@ -158,9 +159,9 @@ async def test_a_burst_for_many_users_is_paced_under_discords_limit_and_delivere
     assert_each_once_in_its_users_channel(fake, expected)
     assert fake.nonce_dedupes == 0
     # One request per message, plus opening a DM channel for each message to a user without a cached one: only in
-    # the first batch (100 rows: each user's first 100 // users notifications), whose outcome caches the channel.
+    # the first batch (BATCH rows: each user's first BATCH // users notifications), whose outcome caches the channel.
     routes = Counter(r.route for r in since(fake, mark))
-    assert routes == Counter({POST_MESSAGE: users * each, OPEN_DM: users // 2 * (100 // users)})
+    assert routes == Counter({POST_MESSAGE: users * each, OPEN_DM: users // 2 * (BATCH // users)})
     assert {r.status for r in since(fake, mark)} == {200}
     rows = await outbox.rows()
     assert {r["status"] for r in rows} == {"sent"} and all(r["attempts"] == 1 for r in rows)
