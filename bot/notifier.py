@@ -12,6 +12,7 @@ holds their notifications until they next interact.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,6 +25,8 @@ from core.notifications.notifier import Delivery, DMsClosed, Failed, OutgoingMes
 log = logging.getLogger("tradedesk.bot.notifier")
 
 CANNOT_MESSAGE_USER = 50007
+SEND_TIMEOUT_S = 30.0
+TOKEN_REFUSED_RETRY_S = 300.0
 UNKNOWN_CHANNEL = 10003
 _COLOURS = {"alert": 0xF9A825, "fill": 0x2E7D32}
 
@@ -44,12 +47,22 @@ def message_payload(message: OutgoingMessage) -> dict[str, Any]:
 
 
 class DiscordNotifier:
-    def __init__(self, http: HTTPClient) -> None:
+    def __init__(self, http: HTTPClient, *, timeout_s: float = SEND_TIMEOUT_S) -> None:
         self.http = http
+        self.timeout_s = timeout_s
 
     async def send(self, message: OutgoingMessage) -> Delivery:
         if message.discord_id is None:
             return Failed("the user has no Discord account to DM")
+        try:
+            # Well inside the outbox lease: a send that hangs must end before another dispatcher may claim the row.
+            async with asyncio.timeout(self.timeout_s):
+                return await self._send(message)
+        except TimeoutError:
+            return RetryLater(f"no answer from Discord within {self.timeout_s:g} s")
+
+    async def _send(self, message: OutgoingMessage) -> Delivery:
+        assert message.discord_id is not None
         opened: int | None = None
         try:
             channel = message.dm_channel_id
@@ -74,6 +87,11 @@ class DiscordNotifier:
         except discord.RateLimited as exc:  # only raised when discord.py was told not to wait that long
             return RetryLater("429 Too Many Requests", exc.retry_after)
         except discord.HTTPException as exc:
+            if exc.status == 401:
+                # A revoked or rotated token: every message would fail the same way. Keep them for when the bot is
+                # fixed rather than marking the whole outbox failed; the log says what to do.
+                log.error("discord: the bot token was refused (401); notifications wait until DISCORD_TOKEN is fixed")
+                return RetryLater("401 Unauthorized: the bot token was refused", TOKEN_REFUSED_RETRY_S)
             if exc.status == 429 or exc.status >= 500:
                 return RetryLater(f"Discord {exc.status}: {exc.text}"[:300])
             return Failed(f"Discord {exc.status} ({exc.code}): {exc.text}"[:300])

@@ -343,3 +343,42 @@ async def test_a_stale_cached_dm_channel_is_reopened_once(
     mark = len(fake.requests)
     assert (await d.dispatch_once()).messages_sent == 1
     assert [(r.path, r.status) for r in since(fake, mark)] == [(f"/channels/{channel}/messages", 200)]
+
+
+async def test_a_refused_token_keeps_notifications_for_later_instead_of_failing_them(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    channel = dm_channel_on_discord(fake, 1)
+    user = await outbox.user(1, dm_channel_id=channel)
+    await outbox.add(user, "k")
+    fake.fail_next(401, path_contains="/messages")  # a token revoked while the bot runs
+    d = dispatcher(db, http, clock)
+
+    stats = await d.dispatch_once()
+
+    assert stats.retried == 1 and stats.failed == 0
+    [row] = await outbox.rows()
+    assert row["status"] == "pending" and "401" in row["last_error"]
+    clock.advance(seconds=301)  # the notifier asked for five minutes
+    assert (await d.dispatch_once()).messages_sent == 1
+
+
+async def test_a_hanging_send_ends_well_inside_the_lease_and_is_retried(
+    db: Database, outbox: Outbox, fake: FakeDiscord, http: HTTPClient, clock: Clock
+) -> None:
+    channel = dm_channel_on_discord(fake, 1)
+    user = await outbox.user(1, dm_channel_id=channel)
+    await outbox.add(user, "k")
+    fake.latency_s = 1.0
+    d = Dispatcher(db, DiscordNotifier(http, timeout_s=0.2), TokenBucket(), clock=clock, lease=LEASE)
+
+    stats = await d.dispatch_once()
+
+    assert stats.retried == 1
+    [row] = await outbox.rows()
+    assert row["status"] == "pending" and "no answer from Discord within 0.2 s" in row["last_error"]
+    fake.latency_s = 0.0
+    clock.advance(seconds=10)
+    assert (await d.dispatch_once()).messages_sent == 1
+    # The slow first request may still have reached Discord: the nonce keeps it to one visible message.
+    assert len(fake.channel_messages(channel)) == 1
