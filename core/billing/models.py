@@ -44,6 +44,9 @@ class UsageEvent(SQLModel, table=True):
     quantity: int = 1
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
     reported_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
+    model: str | None = Field(default=None, sa_type=TEXT)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class StripeEvent(SQLModel, table=True):

@@ -44,7 +44,7 @@ TENANT_GRANTS: dict[str, set[str]] = {
     "notifications": {"SELECT", "UPDATE(read_at)"},
     "conversations": {"SELECT", "INSERT", "DELETE", "UPDATE(title,updated_at)"},
     "messages": {"SELECT", "INSERT", "DELETE"},
-    "usage_events": {"SELECT", "INSERT(kind,quantity,user_id)"},
+    "usage_events": {"SELECT", "INSERT(completion_tokens,kind,model,prompt_tokens,quantity,user_id)"},
     "billing_customers": {"SELECT"},
     "subscriptions": {"SELECT"},
     "audit_log": {"SELECT"},
