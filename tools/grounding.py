@@ -18,6 +18,7 @@ from typing import Any
 
 # A number as people write it: optional sign and currency, thousands separators, decimals, an optional percent sign.
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?\$?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[-+−]?\$?\d+(?:\.\d+)?")
+_DIGITS = re.compile(r"\d+")
 _MONEY_WORDS = re.compile(
     r"\$|\b(price|portfolio|position|p&l|pnl|profit|loss|equity|cash|worth|value|cost|gain|down|up)\b", re.I
 )
@@ -47,7 +48,8 @@ def _walk(value: Any, into: set[Decimal]) -> None:
     elif isinstance(value, int | float | Decimal):
         into.add(Decimal(str(value)))
     elif isinstance(value, str):
-        into.update(numbers_in(value))  # exact decimal strings, and the parts of ISO timestamps ("as of 14:05")
+        into.update(numbers_in(value))  # exact decimal strings
+        into.update(Decimal(d) for d in _DIGITS.findall(value))  # and the parts of ISO timestamps ("as of 14:05")
 
 
 def grounded_numbers(results: Iterable[dict[str, Any]], *texts: str) -> set[Decimal]:
