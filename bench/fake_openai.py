@@ -390,6 +390,7 @@ class FakeOpenAI:
 
     async def start(self) -> None:
         """Listen on a free port on 127.0.0.1."""
+        self._closing.clear()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # A short shutdown: a delayed step is woken by `_closing`, nothing else should be in flight.

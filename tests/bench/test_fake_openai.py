@@ -340,3 +340,17 @@ async def test_tool_protocol_violations_are_refused_as_openai_does(
 async def test_tool_choice_without_tools_is_refused(ai: FakeOpenAI, client: AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="only allowed when 'tools' are specified"):
         await client.chat.completions.create(model=MODEL, messages=user("hi"), tool_choice="auto")
+
+
+async def test_the_projects_tool_schemas_pass_and_a_bad_tool_name_is_refused(
+    ai: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    from tools.registry import openai_tools
+
+    ai.script(text("ok"))
+    await client.chat.completions.create(model=MODEL, messages=user("hi"), tools=openai_tools())  # type: ignore[arg-type]
+    assert ai.requests[0].status == 200 and "get_quote" in ai.requests[0].tool_names
+
+    bad = [{"type": "function", "function": {"name": "get quote!", "parameters": {"type": "object"}}}]
+    with pytest.raises(openai.BadRequestError, match="does not match pattern"):
+        await client.chat.completions.create(model=MODEL, messages=user("hi"), tools=bad)  # type: ignore[arg-type]
