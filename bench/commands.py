@@ -131,6 +131,19 @@ async def _fund(db: Database, discord_id: int, name: str, broker: PaperBroker) -
     return user
 
 
+async def _server_settings(superuser_url: str) -> dict[str, str]:
+    """The settings that decide what a COMMIT costs (a /buy and each identification write one)."""
+    conn = await asyncpg.connect(superuser_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
+            ["synchronous_commit", "fsync", "wal_sync_method"],
+        )
+    finally:
+        await conn.close()
+    return {r["name"]: r["setting"] for r in rows}
+
+
 async def _start_bot(fake: FakeDiscord, bot: TradeDeskBot) -> asyncio.Task[None]:
     task = asyncio.create_task(bot.start(fake.token))
     async with asyncio.timeout(30):
@@ -171,8 +184,25 @@ def _check(command: str, record: InteractionRecord) -> str | None:
 
 
 async def _interact(fake: FakeDiscord, payload: dict[str, Any]) -> InteractionRecord:
-    await fake.dispatch("INTERACTION_CREATE", payload)
-    return await fake.wait_for_callback(payload["id"], timeout=CALLBACK_TIMEOUT_S)
+    """Dispatch one interaction and wait for its callback request (accepted or refused).
+
+    Not `fake.wait_for_callback`: it first scans every request recorded so far, in this event loop, while the bot is
+    handling the interaction, so the measured latency would grow with the length of the run. A waiter registered
+    before the dispatch sees only the new requests.
+    """
+    path = f"/interactions/{payload['id']}/"
+    arrived = asyncio.ensure_future(
+        fake.wait_for_request(
+            lambda r: r.path.startswith(path) and r.path.endswith("/callback"), timeout=CALLBACK_TIMEOUT_S
+        )
+    )
+    try:
+        await asyncio.sleep(0)  # the waiter registers itself
+        await fake.dispatch("INTERACTION_CREATE", payload)
+        await arrived
+    finally:
+        arrived.cancel()
+    return fake.interactions[int(payload["id"])]
 
 
 async def _rounds(fake: FakeDiscord, who: dict[str, Any], rounds: int, samples: _Samples | None) -> None:
@@ -210,6 +240,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
 
     async with throwaway_cluster(settings, "commands", progress) as cluster:
         await _seed_market(cluster.superuser_url)
+        server = await _server_settings(cluster.superuser_url)
         stop = asyncio.Event()
         refresher = asyncio.create_task(_refresh_prices(cluster.superuser_url, stop))
         db = Database(cluster.app_url, application_name="tradedesk-bench")
@@ -293,12 +324,16 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
         "cpus": os.cpu_count(),
         "quick": quick,
         "postgres": cluster.version,
+        "synchronous_commit": server["synchronous_commit"],
+        "fsync": server["fsync"],
+        "wal_sync_method": server["wal_sync_method"],
         "total_s": round(time.perf_counter() - started, 1),
     }
     met = "met" if results["goal_met"] else "NOT met"
     table = [
         ("setup", f"real TradeDeskBot vs the fake Discord, one user in a guild, {POSITIONS} positions;"
-                  f" PostgreSQL {cluster.version} (embedded, throwaway)"),
+                  f" PostgreSQL {cluster.version} (embedded, throwaway), synchronous_commit="
+                  f"{server['synchronous_commit']}, fsync={server['fsync']}"),
         ("measured", "INTERACTION_CREATE on the wire -> callback request at the fake, one at a time"),
         ("/portfolio", f"p50 {results['portfolio_p50_ms']:.2f} ms, p99 {results['portfolio_p99_ms']:.2f} ms"),
         ("/buy", f"p50 {results['buy_p50_ms']:.2f} ms, p99 {results['buy_p99_ms']:.2f} ms  (proposal, not confirmed)"),
