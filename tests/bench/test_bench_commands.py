@@ -25,6 +25,8 @@ RESULT_KEYS = {
     "max_ms",
     "deferred",
     "baseline_deferred",
+    "late",
+    "baseline_late",
     "goal_met",
 }
 PARAM_KEYS = {
@@ -60,9 +62,11 @@ def test_bench_commands_quick_prints_one_json_object_and_cleans_up(tmp_path: Pat
     assert results["p50_ms"] <= max(results["portfolio_p50_ms"], results["buy_p50_ms"])
     assert results["p99_ms"] <= max(results["portfolio_p99_ms"], results["buy_p99_ms"])
     assert results["ratio"] == pytest.approx(results["p99_ms"] / results["baseline_p99_ms"], rel=1e-2)
-    assert results["goal_met"] is (results["p99_ms"] <= params["goal_p99_ms"])
+    assert results["goal_met"] is (results["p99_ms"] <= params["goal_p99_ms"] and results["late"] == 0)
     assert isinstance(results["deferred"], int) and 0 <= results["deferred"] <= 2 * n
     assert isinstance(results["baseline_deferred"], int) and 0 <= results["baseline_deferred"] <= n
+    assert isinstance(results["late"], int) and 0 <= results["late"] <= 2 * n
+    assert isinstance(results["baseline_late"], int) and 0 <= results["baseline_late"] <= n
 
     # Progress went to stderr, and the throwaway cluster is gone: no process, no folder.
     assert "warming up" in stderr
