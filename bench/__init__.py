@@ -20,6 +20,7 @@ class BenchResult:
 
 def _registry() -> dict[str, BenchFn]:
     from bench.alerts import bench_alerts
+    from bench.commands import bench_commands
     from bench.dispatch import bench_dispatch
     from bench.feed import bench_feed
     from bench.matching import bench_matching
@@ -28,6 +29,7 @@ def _registry() -> dict[str, BenchFn]:
 
     return {
         "alerts": bench_alerts,
+        "commands": bench_commands,
         "dispatch": bench_dispatch,
         "feed": bench_feed,
         "matching": bench_matching,
