@@ -53,7 +53,7 @@ async def identify(
     console_handle: str | None = None,
     display_name: str | None = None,
 ) -> Identity:
-    """resolve_identity, also saying whether the user's DMs are marked closed (one round trip either way)."""
+    """resolve_identity, also saying whether the user's DMs are marked closed."""
     if (discord_id is None) == (console_handle is None):
         raise ValueError("resolve_identity takes exactly one of discord_id or console_handle")
     value: int | str
@@ -65,11 +65,15 @@ async def identify(
         assert console_handle is not None
         column, value = "console_handle", normalize_handle(console_handle)
     name = (display_name or "").strip()[:100] or None
-    # The no-op DO UPDATE makes RETURNING give the existing row's id too, in one round trip and race-free.
-    sql = text(
+    # A read first: a known user (nearly every interaction) costs no write, so no WAL flush at commit. The insert
+    # for a new one keeps the no-op DO UPDATE so that RETURNING gives the id even when a concurrent first contact won.
+    known = text(f"SELECT id, dm_status FROM users WHERE {column} = :value")
+    insert = text(
         f"INSERT INTO users ({column}, display_name) VALUES (:value, :name) "
         f"ON CONFLICT ({column}) DO UPDATE SET {column} = EXCLUDED.{column} RETURNING id, dm_status"
     )
     async with db.system_scope("resolve_identity") as session:
-        row = (await run_sql(session, sql, {"value": value, "name": name})).one()
+        row = (await run_sql(session, known, {"value": value})).one_or_none()
+        if row is None:
+            row = (await run_sql(session, insert, {"value": value, "name": name})).one()
     return Identity(row.id, row.dm_status == "closed")
