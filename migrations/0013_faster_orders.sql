@@ -14,6 +14,9 @@
 -- When the instrument or the portfolio is missing, the original sequence runs, so the first error reported is the
 -- same as before (an unknown symbol before a bad quantity before a missing portfolio).
 -- td_book_fill stays for apply_fill (the worker's path).
+-- An order filled at once is audited in one row, the user's 'order.placed', whose detail names the fill it got
+-- (fill_id, qty, price, fee): one action, one row. A resting order's later fill is still the broker's own
+-- 'order.filled' row (apply_fill). Every fill remains in fills; the audit log says who did what.
 
 -- A schema owner may drop any function in its schema; replacing one needs its owner, which is tradedesk_system.
 DROP FUNCTION place_order(uuid, text, text, text, text, text, numeric, numeric, numeric, uuid, boolean,
@@ -231,13 +234,13 @@ BEGIN
             INSERT INTO cash_ledger (user_id, portfolio_id, amount, kind, fill_id, created_at)
             SELECT v_user, pf.id, v_flow, 'trade', f.id, p_now FROM f
         ), audit AS (
+            -- One row for the user's one action: the order as placed, and the fill it got at once (a resting
+            -- order's later fill is the worker's own 'order.filled' row, written by apply_fill).
             INSERT INTO audit_log (user_id, actor, action, detail, created_at)
-            SELECT v_user, 'user', 'order.placed', v_placed || jsonb_build_object('order_id', f.order_id), p_now
-              FROM f
-            UNION ALL
-            SELECT v_user, 'system:broker', 'order.filled',
-                   jsonb_build_object('order_id', f.order_id, 'fill_id', f.id, 'qty', p_qty, 'price', v_fill_price,
-                                      'fee', v_fee), p_now
+            SELECT v_user, 'user', 'order.placed',
+                   v_placed || jsonb_build_object('order_id', f.order_id, 'filled',
+                                                  jsonb_build_object('fill_id', f.id, 'qty', p_qty,
+                                                                     'price', v_fill_price, 'fee', v_fee)), p_now
               FROM f
         )
         SELECT * INTO o FROM ins;
