@@ -111,7 +111,9 @@ class Database:
         """user_scope for hot paths: the same transaction and identity, on the bare asyncpg connection.
 
         No ORM session is built (it costs more CPU than a paper order's whole SQL work), and BEGIN travels with the
-        set_config in one round trip. Use it where one SQL function call is all the work (e.g. placing an order).
+        scope in one round trip, as `SET LOCAL` (what `set_config(..., true)` does, undone at COMMIT or ROLLBACK)
+        rather than a SELECT: utility statements need no planning and send no row back. Use it where one SQL
+        function call is all the work (e.g. placing an order).
         """
         if not isinstance(user_id, UUID):
             raise TypeError(f"user_connection needs a UUID from resolve_identity, got {type(user_id).__name__}")
@@ -119,9 +121,7 @@ class Database:
         conn: asyncpg.Connection = pooled.driver_connection
         try:
             # str(UUID) is hex digits and dashes only, so it is safe inside the literal.
-            await conn.execute(
-                f"BEGIN; SELECT set_config('role', '{USER_ROLE}', true), set_config('app.user_id', '{user_id}', true)"
-            )
+            await conn.execute(f"BEGIN; SET LOCAL ROLE {USER_ROLE}; SET LOCAL app.user_id = '{user_id}'")
             try:
                 yield conn
             except BaseException:

@@ -68,7 +68,25 @@ async def test_market_buy_fills_at_once_with_slippage_fee_and_exact_books(
     assert b.fills == [("buy", 10, D("200.10"), D("2001.00"), D("2.00"))]
     assert b.cash == D("10000") - D("2003.00") == b.ledger_sum
     assert b.positions["AAPL"] == (10, D("200.3"), D("2003.00"), 0)
-    assert b.audit == ["portfolio.opened", "order.placed", "order.filled"]
+    # One audit row for the user's one action: the order as placed, with the fill it got at once.
+    assert b.audit == ["portfolio.opened", "order.placed"]
+    async with db.user_scope(user) as s:
+        c = await raw_connection(s)
+        row = await c.fetchrow(
+            "SELECT actor, detail->>'order_id' AS order_id, detail->>'symbol' AS symbol, detail->>'quote' AS quote,"
+            " detail->'filled'->>'fill_id' AS fill_id, detail->'filled'->>'price' AS price,"
+            " detail->'filled'->>'fee' AS fee FROM audit_log WHERE action = 'order.placed'"
+        )
+        fill_id = await c.fetchval("SELECT id FROM fills WHERE order_id = $1", order.id)
+    assert dict(row) == {
+        "actor": "user",
+        "order_id": str(order.id),
+        "symbol": "AAPL",
+        "quote": "200.0000000000",
+        "fill_id": str(fill_id),
+        "price": "200.1000000000",
+        "fee": "2.00",
+    }
 
 
 async def test_selling_realizes_pnl_on_average_cost(
