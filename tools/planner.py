@@ -39,13 +39,17 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Literal
+
+from pydantic import ValidationError
 
 from tools.catalog import BY_NAME, JsonDict
 from tools.context import ToolContext
 from tools.registry import ToolResult, run_tool
+from tools.replies import describe_alert, describe_order, render_reply
 
 MAX_CHARS = 1000  # Discord allows 2000 (4000 with Nitro); nothing we understand is this long
+AMBIGUOUS = "ambiguousnumber"  # the token for "1,2" (a decimal comma?) or "1.2.3": never guessed
 
 HELP = (
     'I can help with: quotes ("price of btc"), your portfolio or a position ("how is my AAPL position"), '
@@ -350,7 +354,7 @@ VOCAB = (
     | set(CHART_PERIODS)
     | ADVICE_WORDS
     | CLOSE_WORDS
-    | {"gtc", "ioc", "stoplimit", "quarter", "news"}
+    | {"gtc", "ioc", "stoplimit", "quarter", "news", AMBIGUOUS}
 )
 
 
@@ -431,7 +435,8 @@ def _number(text: str, suffix: str | None) -> Decimal | None:
 
 def tokenize(text: str) -> list[Token]:
     capitals = {w.lower() for w in re.findall(r"(?<![A-Za-z$])\$?[A-Z]{1,5}(?![A-Za-z])", text)}
-    capitals = {w.lstrip("$") for w in capitals if w.startswith("$") or w.upper() not in NOT_TICKERS}
+    shouting = len(re.findall(r"[A-Za-z]+", text)) > 2 and not any(c.islower() for c in text)
+    capitals = {w.lstrip("$") for w in capitals if w.startswith("$") or (w.upper() not in NOT_TICKERS and not shouting)}
     lowered = text.lower().replace("’", "'").replace("‘", "'").replace("`", "'").replace("“", '"').replace("”", '"')
     lowered = re.sub(r"(\w)'(\w)", r"\1\2", lowered)  # what's -> whats, don't -> dont
     for pattern, replacement in _PHRASES:
@@ -442,6 +447,9 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(m["id"]))
         elif m["num"]:
             raw = m["num"]
+            if re.match(r",\d", lowered[m.end() : m.end() + 2]) or re.match(r"\.\d", lowered[m.end() : m.end() + 2]):
+                tokens.append(Token(AMBIGUOUS))  # "1,2" or "1.2.3": a decimal comma? don't guess
+                continue
             value = _number(raw, m["suffix"])
             if value is None:
                 continue
@@ -549,12 +557,21 @@ def plan(text: str) -> Plan:
     r = read(tokenize(text))
     if not r.tokens:
         return _help(HELP_NO_TEXT)
+    if AMBIGUOUS in r.words:
+        return _ask("I couldn't read a number there: write decimals with a point (0.5) and thousands with a comma "
+                    "(1,200) or without (1200).")  # fmt: skip
     symbol_words = {r.tokens[i].text for i in r.symbol_at}
     unknown = [w for w in r.words if w not in VOCAB and w not in symbol_words and not _ID.match(w)]
     if len(unknown) >= 2 and len(unknown) * 2 > len(r.words):
         return _help()  # mostly words we don't know (another language, or another topic): don't guess
     for rule in _RULES:
-        result = rule(r)
+        try:
+            result = rule(r)
+        except ValidationError as exc:
+            # What the user asked for doesn't make a valid call ("buy 1 tsla at 0"): say why, call nothing.
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return _ask(f"{where}: {first['msg']}".removeprefix(f"{where}: Value error, "))
         if result is not None:
             return result
     return _help()
@@ -891,8 +908,6 @@ class PlannerReply:
 
 async def run_planner(ctx: ToolContext, text: str) -> PlannerReply:
     """Plan `text` and run it through `run_tool`, as the model loop would; render the reply from the results."""
-    from tools.replies import render_reply
-
     p = plan(text)
     if p.kind != "tools":
         return PlannerReply(p.reply or HELP, [], p.kind)
@@ -933,8 +948,6 @@ def _short(item_id: str) -> str:
 
 def _resolve(step: Step, lookup: JsonDict) -> tuple[list[tuple[str, JsonDict]], str | None, str | None]:
     """The calls a resolution step makes from the lookup's result, a note to add, or a question to ask instead."""
-    from tools.replies import describe_alert, describe_order
-
     if isinstance(step, PickIds):
         key, id_key = ("alerts", "alert_id") if step.name == "delete_alert" else ("orders", "order_id")
         what = "alert" if step.name == "delete_alert" else "open order"
@@ -949,19 +962,11 @@ def _resolve(step: Step, lookup: JsonDict) -> tuple[list[tuple[str, JsonDict]], 
         if len(items) > 1 and not step.every:
             describe = describe_alert if step.name == "delete_alert" else describe_order
             lines = [f"- {_short(str(i[id_key]))}: {describe(i)}" for i in items[:10]]
-            verb = "delete" if step.name == "delete_alert" else "cancel"
-            noun = "alert" if step.name == "delete_alert" else "order"
-            return (
-                [],
-                None,
-                (
-                    f'You have {len(items)} {label}s. Which one? Say e.g. "{verb} {noun} '
-                    f'{_short(str(items[0][id_key]))}", or "{verb} all my {step.symbol or ""} {noun}s".\n'.replace(
-                        "  ", " "
-                    )
-                    + "\n".join(lines)
-                ),
-            )
+            verb, noun = ("delete", "alert") if step.name == "delete_alert" else ("cancel", "order")
+            every = f"{verb} all my {step.symbol} {noun}s" if step.symbol else f"{verb} all my {noun}s"
+            example = f"{verb} {noun} {_short(str(items[0][id_key]))}"
+            ask = f'You have {len(items)} {label}s. Which one? Say e.g. "{example}", or "{every}".'
+            return [], None, "\n".join([ask, *lines])
         arg = "alert_id" if step.name == "delete_alert" else "order_id"
         return [(step.name, {arg: str(i[id_key])}) for i in items], None, None
     if isinstance(step, SellHeld):
@@ -984,8 +989,3 @@ def _resolve(step: Step, lookup: JsonDict) -> tuple[list[tuple[str, JsonDict]], 
         ToolCall("create_alert", args)
         return [("create_alert", args)], None, None
     raise AssertionError(f"not a resolution step: {step!r}")
-
-
-def describe(p: Plan) -> Any:
-    """`p.describe()`, as a function (for the bench and the tests)."""
-    return p.describe()

@@ -146,3 +146,30 @@ def test_emitted_calls_are_always_valid(text: str) -> None:
 
 def test_over_the_limit_is_help_even_with_a_request_inside() -> None:
     assert plan("buy 1 aapl " + " " * 10 + "x" * MAX_CHARS).kind == "help"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("buy 1 tsla at 0", "The price must be greater than zero."),
+        ("sell 0 aapl", "The quantity must be more than zero."),
+        ("buy 1,2 eth", "write decimals with a point"),  # a decimal comma, or a typo for 12? don't guess
+        ("buy 1.2.3 btc", "write decimals with a point"),
+        ("buy 99999999999999999999999999999999999999999 aapl", "qty: String should have at most 40 characters"),
+    ],
+)
+def test_values_that_would_not_make_a_valid_call_are_a_question(text: str, says: str) -> None:
+    p = plan(text)
+    assert p.kind == "clarify" and says in (p.reply or "")
+
+
+def test_thousands_separators_and_suffixes_are_exact() -> None:
+    (step,) = plan("sell 3,150.5 aapl at 1.5k").steps
+    assert isinstance(step, ToolCall) and step.args["qty"] == "3150.5" and step.args["limit_price"] == "1500"
+
+
+def test_capitals_name_an_unlisted_ticker_unless_the_whole_message_shouts() -> None:
+    assert plan("price of GME").describe() == [{"tool": "get_quote", "args": {"symbol": "GME"}}]
+    assert plan("price of gme").kind == "help"
+    assert plan("SHOW ME MY STUFF").kind == "help"
+    assert plan("WHAT IS MY PORTFOLIO WORTH").describe() == [{"tool": "get_portfolio", "args": {}}]
