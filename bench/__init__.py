@@ -25,6 +25,7 @@ def _registry() -> dict[str, BenchFn]:
     from bench.feed import bench_feed
     from bench.matching import bench_matching
     from bench.orders import bench_orders
+    from bench.planner import bench_planner
     from bench.rls import bench_rls
 
     return {
@@ -34,6 +35,7 @@ def _registry() -> dict[str, BenchFn]:
         "feed": bench_feed,
         "matching": bench_matching,
         "orders": bench_orders,
+        "planner": bench_planner,
         "rls": bench_rls,
     }
 
