@@ -16,7 +16,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from app.services import desk
+from app.services import build_agent, desk
 from bot.client import TradeDeskBot
 from bot.notifier import DiscordNotifier
 from core.config import Settings
@@ -40,7 +40,9 @@ class BotRole:
     def __init__(self, settings: Settings, database: Database, *, sync_on_start: bool = True) -> None:
         assert settings.discord_token is not None
         self.settings = settings
-        self.bot = TradeDeskBot(desk(settings, database), database, sync_on_start=sync_on_start)
+        self.bot = TradeDeskBot(
+            desk(settings, database), build_agent(settings, channel="discord"), database, sync_on_start=sync_on_start
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def login(self) -> None:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
 from app.database import check_database_settings, provide_database
-from app.services import build_agent, desk as build_desk
+from app.services import build_agent
+from app.services import desk as build_desk
 from app.worker import Worker, check_market_settings
 from core.config import Settings
 from core.db.database import Database
@@ -174,7 +175,9 @@ async def _discord_notifier(settings: Settings) -> tuple[Notifier | None, Any]:
     return DiscordNotifier(http), http
 
 
-async def chat(settings: Settings, handle: str, *, trace: bool, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+async def chat(
+    settings: Settings, handle: str, *, trace: bool, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+) -> None:
     try:
         handle = normalize_handle(handle)
     except InvalidInput as exc:
@@ -207,8 +210,9 @@ async def chat(settings: Settings, handle: str, *, trace: bool, stdin: TextIO = 
             lease = await try_lock(database, WORKER_LOCK)
             if lease is not None:
                 discord_notifier, http = await _discord_notifier(settings)
-                devnull = open(os.devnull, "w")  # noqa: SIM115 - the session's listener prints instead
-                worker = Worker(settings, database, RoutingNotifier(ConsoleNotifier(devnull, database), discord_notifier))
+                # The session's listener prints console notifications (they are also published); the worker doesn't.
+                console = ConsoleNotifier(_Discard(), database)
+                worker = Worker(settings, database, RoutingNotifier(console, discord_notifier))
                 await worker.start()
                 with contextlib.suppress(TimeoutError):
                     await _wait_for_prices(database)
@@ -232,6 +236,10 @@ async def chat(settings: Settings, handle: str, *, trace: bool, stdin: TextIO = 
             await database.dispose()
 
 
+class _Discard(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 async def _nothing() -> None:
     return None
-

@@ -50,6 +50,15 @@ def _cmd_migrate(args: argparse.Namespace) -> None:
     asyncio.run(go())
 
 
+def _cmd_chat(args: argparse.Namespace) -> None:
+    from app.chat import chat
+
+    settings = _settings()
+    # The console is for the conversation: only warnings and errors are logged (to stderr), unless asked for more.
+    setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    asyncio.run(chat(settings, args.user, trace=args.trace))
+
+
 def _cmd_sync_commands(args: argparse.Namespace) -> None:
     from app.bot_role import BotRole
     from app.database import provide_database
@@ -139,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="start everything (database, migrations, web app) on the configured services")
     sub.add_parser("migrate", help="apply database migrations")
+    p = sub.add_parser("chat", help="talk to the assistant on the console as a user (one message per line)")
+    p.add_argument("--user", required=True, help="console handle; the user is created on first use")
+    p.add_argument("--trace", action="store_true", help='write each tool call to stderr as {"tool": ..., "args": ...}')
     sub.add_parser("sync-commands", help="register the bot's slash commands with Discord now (needs DISCORD_TOKEN)")
     p = sub.add_parser("bootstrap-sql", help="print the one-time SQL that prepares an external Postgres")
     p.add_argument("--login-role", default="tradedesk", help="login role to create (default: tradedesk)")
@@ -154,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run": _cmd_run,
         "migrate": _cmd_migrate,
         "sync-commands": _cmd_sync_commands,
+        "chat": _cmd_chat,
         "bootstrap-sql": _cmd_bootstrap_sql,
         "db-url": _cmd_db_url,
         "db-stop": _cmd_db_stop,

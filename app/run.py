@@ -7,6 +7,7 @@ import errno
 import logging
 import signal
 import socket
+import sys
 
 from aiohttp import web
 
@@ -17,8 +18,10 @@ from app.logs import log_integrations
 from app.worker import Worker, check_market_settings
 from core.config import Settings
 from core.db.database import Database
+from core.db.leader import WORKER_LOCK, SessionLock, try_lock
 from core.db.migrate import migrate
 from core.errors import SetupError
+from core.notifications.notifier import ConsoleNotifier, RoutingNotifier
 from webhooks.app import create_app
 
 log = logging.getLogger("tradedesk.run")
@@ -64,21 +67,33 @@ async def run(settings: Settings) -> None:
         database = Database(url)
         bot = BotRole(settings, database) if settings.discord_token is not None else None
         worker: Worker | None = None
+        lease: SessionLock | None = None
         runner: web.AppRunner | None = None
         try:
             if bot is not None:
                 await bot.start()  # before the worker: its notifications go out through the bot's HTTP client
-            worker = Worker(settings, database, notifier=bot.notifier() if bot is not None else None)
+            lease = await try_lock(database, WORKER_LOCK)
+            if lease is not None:
+                console = ConsoleNotifier(sys.stdout, database)
+                notifier = RoutingNotifier(console, bot.notifier() if bot is not None else None)
+                worker = Worker(settings, database, notifier=notifier)
+            else:
+                log.warning(
+                    "worker: another TradeDesk process already runs the market feed, alerts and notifications for "
+                    "this database; this one serves the web app%s only",
+                    " and the bot" if bot is not None else "",
+                )
             app = create_app(
                 settings,
                 database=database,
                 version=__version__,
-                feed_status=worker.feed_status,
+                feed_status=worker.feed_status if worker is not None else None,
                 bot_status=bot.status if bot is not None else None,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await worker.start()
+            if worker is not None:
+                await worker.start()
             site = web.TCPSite(runner, settings.web_host, settings.web_port)
             try:
                 await site.start()
@@ -93,6 +108,8 @@ async def run(settings: Settings) -> None:
                 await runner.cleanup()
             if worker is not None:
                 await worker.stop()  # before the bot: the dispatcher sends through the bot's HTTP client
+            if lease is not None:
+                await lease.release()
             if bot is not None:
                 await bot.stop()
             await database.dispose()

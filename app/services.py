@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from openai import AsyncOpenAI
+
 from core.config import Settings
 from core.db.database import Database
 from core.market.quotes import DbQuoteSource
 from core.market.sessions import MarketHours
 from core.orders.paper import BrokerCosts, PaperBroker
+from tools.agent import Agent, AgentConfig, Trace
 from tools.desk import Desk, DeskConfig
+from tools.planner import run_planner
 
 
 def market_hours(settings: Settings) -> MarketHours:
@@ -42,3 +46,14 @@ def desk(settings: Settings, database: Database) -> Desk:
             max_drift_bps=settings.proposal_max_drift_bps,
         ),
     )
+
+
+def build_agent(settings: Settings, *, channel: str, trace: Trace | None = None) -> Agent:
+    """The agent on the configured model, or on the offline planner when OPENAI_API_KEY is unset."""
+    client = None
+    if settings.openai_api_key is not None:
+        # Retries are the agent's own (one, on transient errors), so the client makes none of its own.
+        client = AsyncOpenAI(
+            api_key=settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url, max_retries=0
+        )
+    return Agent(client, AgentConfig(model=settings.openai_model, channel=channel), planner=run_planner, trace=trace)

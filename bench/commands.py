@@ -62,7 +62,9 @@ from core.market.sessions import MarketHours
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.paper import BrokerCosts, PaperBroker
 from core.portfolio.service import default_portfolio
+from tools.agent import Agent, AgentConfig
 from tools.desk import Desk, DeskConfig
+from tools.planner import run_planner
 
 GOAL_P99_MS = 25.0
 POSITIONS = 50
@@ -275,7 +277,8 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
                 progress(f"funding the bench user: {POSITIONS} instruments, one market buy each")
                 await _fund(db, int(who["id"]), who["username"], broker)
                 # Slash commands need no registration to be dispatched: skip the sync (it writes app state).
-                bot = TradeDeskBot(desk, db, sync_on_start=False, guild_ready_timeout=0.1)
+                agent = Agent(None, AgentConfig(channel="discord"), planner=run_planner)  # not exercised here
+                bot = TradeDeskBot(desk, agent, db, sync_on_start=False, guild_ready_timeout=0.1)
                 task = await _start_bot(fake, bot)
                 try:
                     progress(f"warming up: {warmup} rounds of /help, /portfolio, /buy")

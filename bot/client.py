@@ -7,6 +7,7 @@ guild messages (for mentions) and DMs; no privileged intent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import discord
@@ -15,20 +16,18 @@ from discord.ext import commands
 
 from bot.buttons import ProposalButton
 from bot.cogs.alerts import AlertsCog
+from bot.cogs.ask import AskCog
 from bot.cogs.help import HelpCog
 from bot.cogs.orders import OrdersCog
 from bot.cogs.portfolio import PortfolioCog
-from bot.errors import send_error
+from bot.conversation import ask, messages_for, strip_mention
+from bot.errors import send_error, user_message
 from bot.sync import sync_commands
 from core.db.database import Database
+from tools.agent import Agent
 from tools.desk import Desk
 
 log = logging.getLogger("tradedesk.bot")
-
-PLAIN_MESSAGE_REPLY = (
-    "I work through slash commands: type `/` in any channel or here to see them, or `/help` for examples. "
-    "Replies about your portfolio are private."
-)
 
 
 def intents() -> discord.Intents:
@@ -40,7 +39,9 @@ def intents() -> discord.Intents:
 
 
 class TradeDeskBot(commands.Bot):
-    def __init__(self, desk: Desk, database: Database, *, sync_on_start: bool = True, **options: object) -> None:
+    def __init__(
+        self, desk: Desk, agent: Agent, database: Database, *, sync_on_start: bool = True, **options: object
+    ) -> None:
         # TradeDesk never joins voice: without these, discord.py warns at start-up that voice libraries are missing.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -52,12 +53,20 @@ class TradeDeskBot(commands.Bot):
             **options,  # type: ignore[arg-type]
         )
         self.desk = desk
+        self.agent = agent
         self.database = database
         self.sync_on_start = sync_on_start
         self.tree.on_error = self._on_tree_error
 
     async def setup_hook(self) -> None:
-        for cog in (PortfolioCog(self.desk), OrdersCog(self.desk), AlertsCog(self.desk), HelpCog()):
+        cogs = (
+            PortfolioCog(self.desk),
+            OrdersCog(self.desk),
+            AlertsCog(self.desk),
+            AskCog(self.desk, self.agent),
+            HelpCog(),
+        )
+        for cog in cogs:
             await self.add_cog(cog)
         self.add_dynamic_items(ProposalButton)
         if self.sync_on_start:
@@ -78,18 +87,25 @@ class TradeDeskBot(commands.Bot):
         log.info("discord: connected as %s (id %d) to %d server(s)", self.user, self.user.id, len(self.guilds))
 
     async def on_message(self, message: discord.Message) -> None:
-        """A DM, or a mention in a guild: answered by DM (a plain message can't be ephemeral, and the answer may be
-        about the user's money). No prefix commands: everything is a slash command."""
+        """A DM, or a mention in a guild: a question for the agent, answered by DM (a plain message can't be
+        ephemeral, and the answer may be about the user's money). No prefix commands: the rest is slash commands."""
         if message.author.bot or self.user is None:
             return
         if message.guild is not None and self.user not in message.mentions:
             return
+        text = strip_mention(message.content, self.user.id)
         try:
-            await message.author.send(PLAIN_MESSAGE_REPLY)
+            if message.guild is None:
+                with contextlib.suppress(discord.HTTPException):  # the indicator is a courtesy, not the answer
+                    await message.channel.typing()
+            reply, notice = await ask(self.desk, self.agent, message.author, text)
+            for kwargs in messages_for(reply, message.author.id, notice):
+                await message.author.send(**kwargs)
         except discord.Forbidden:
             log.info("discord: can't DM %s (DMs closed) to answer their message", message.author.id)
-        except discord.HTTPException as exc:
-            log.warning("discord: could not answer a message from %s: %s", message.author.id, exc)
+        except Exception as exc:  # noqa: BLE001 - the one error mapper tells the user and logs the rest
+            with contextlib.suppress(discord.HTTPException):
+                await message.author.send(user_message(exc, where="a message"))
 
     async def _on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await send_error(interaction, error)

@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 from openai import AsyncOpenAI
@@ -33,6 +33,7 @@ from tools.catalog import BY_NAME
 from tools.context import ToolContext
 from tools.grounding import about_money, check_reply, plain_rendering
 from tools.registry import ToolResult, openai_tools, run_tool
+from tools.replies import render_reply
 
 log = logging.getLogger("tradedesk.agent")
 
@@ -73,7 +74,14 @@ class AgentReply:
     model_calls: int = 0
 
 
-Planner = Callable[[ToolContext, str], Awaitable[tuple[str, list[ToolResult]]]]
+class Planned(Protocol):
+    """What the offline planner answers (tools/planner.py PlannerReply)."""
+
+    text: str
+    results: list[ToolResult]
+
+
+Planner = Callable[[ToolContext, str], Awaitable[Planned]]
 Trace = Callable[[str, dict[str, Any]], None]
 
 
@@ -131,10 +139,10 @@ class Agent:
         return reply
 
     async def _offline(self, ctx: ToolContext, question: str) -> AgentReply:
-        text, results = await self.planner(ctx, question)
-        for result in results:
+        planned = await self.planner(ctx, question)
+        for result in planned.results:
             self._trace(result)
-        return AgentReply(text, results, list(ctx.proposals), list(ctx.attachments))
+        return AgentReply(planned.text, list(planned.results), list(ctx.proposals), list(ctx.attachments))
 
     def _trace(self, result: ToolResult) -> None:
         if self.trace is not None:
@@ -208,7 +216,7 @@ class Agent:
         if final is None:
             log.warning("agent: no answer after %d rounds; replying with the tool results", self.config.max_rounds)
             reply.interventions += 1
-            final = plain_rendering(r.result for r in reply.results)
+            final = _fallback(reply.results)
         final = await self._grounded(ctx, question, messages, final, reply)
         reply.text = final
         reply.proposals = list(ctx.proposals)
@@ -250,4 +258,10 @@ class Agent:
             return second
         reply.interventions += 1
         log.warning("grounding: regenerated reply still had %s; sending the plain tool results", verdict.ungrounded)
-        return plain_rendering(results)
+        return _fallback(reply.results)
+
+
+def _fallback(results: list[ToolResult]) -> str:
+    """The tool results rendered plainly (the offline planner's renderer: numbers copied, never recomputed)."""
+    unique = list({(r.name, r.content()): r for r in results}.values())  # a call repeated by the model, shown once
+    return render_reply(unique) if unique else plain_rendering([])

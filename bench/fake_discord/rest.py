@@ -155,6 +155,7 @@ class RestApi:
             ("PUT", "/applications/{application_id}/guilds/{guild_id}/commands", self._put_commands, True),
             ("POST", "/applications/{application_id}/guilds/{guild_id}/commands", self._post_command, True),
             ("POST", "/channels/{channel_id}/messages", self._create_message, True),
+            ("POST", "/channels/{channel_id}/typing", self._trigger_typing, True),
             ("GET", "/channels/{channel_id}/messages/{message_id}", self._get_channel_message, True),
             ("POST", "/interactions/{interaction_id}/{token}/callback", self._callback, False),
             ("POST", "/webhooks/{application_id}/{token}", self._followup, False),
@@ -472,6 +473,14 @@ class RestApi:
             flags=int(body.get("flags") or 0),
             **kwargs,
         )
+
+    async def _trigger_typing(self, call: _Call) -> tuple[int, Any]:
+        """The typing indicator: 204 in a channel the bot can see, as Discord answers."""
+        channel_id = call.int_param("channel_id")
+        known = {c.id for g in self.guilds for c in g.channels}
+        if channel_id not in known and channel_id not in self._dm_recipients:
+            raise DiscordError(404, "Unknown Channel", 10003)
+        return 204, None
 
     async def _create_message(self, call: _Call) -> tuple[int, Any]:
         channel_id = call.int_param("channel_id")

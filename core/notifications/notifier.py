@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 from uuid import UUID
+
+from sqlalchemy import text
+
+from core.db.database import DATABASE_ERRORS, Database
 
 DISCORD_GLOBAL_LIMIT_PER_S = 50
 
@@ -77,11 +82,30 @@ class Notifier(Protocol):
     async def send(self, message: OutgoingMessage) -> Delivery: ...
 
 
-class ConsoleNotifier:
-    """Prints one clear line per notification to `stream`: `tradedesk run` without Discord."""
+CONSOLE_CHANNEL = "tradedesk_console"
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_NOTIFY_LIMIT = 7_000  # Postgres refuses NOTIFY payloads of 8000 bytes or more
 
-    def __init__(self, stream: TextIO) -> None:
+
+def console_payload(message: OutgoingMessage) -> str:
+    data = {"id": message.outbox_id, "handle": message.console_handle, "title": message.title, "body": message.body}
+    text = json.dumps(data, ensure_ascii=False)
+    while len(text.encode()) >= _NOTIFY_LIMIT:
+        data["body"] = str(data["body"])[: len(str(data["body"])) // 2] + "…"
+        text = json.dumps(data, ensure_ascii=False)
+    return text
+
+
+class ConsoleNotifier:
+    """Prints one clear line per notification to `stream`: `tradedesk run` without Discord.
+
+    With a `database`, a console user's notification is also published on the `tradedesk_console` channel (NOTIFY),
+    so a `tradedesk chat --user HANDLE` session in any process prints it inline.
+    """
+
+    def __init__(self, stream: TextIO, database: Database | None = None) -> None:
         self.stream = stream
+        self.database = database
         self._next_id = 1
 
     async def send(self, message: OutgoingMessage) -> Delivery:
@@ -94,6 +118,12 @@ class ConsoleNotifier:
         )
         body = " | ".join(line for line in message.body.splitlines() if line.strip())
         print(f"[notification #{message.outbox_id} to {who}] {message.title}: {body}", file=self.stream, flush=True)
+        if self.database is not None and message.console_handle:
+            try:
+                async with self.database.engine.begin() as conn:  # delivered to listeners when this commits
+                    await conn.execute(_NOTIFY, {"channel": CONSOLE_CHANNEL, "payload": console_payload(message)})
+            except DATABASE_ERRORS as exc:
+                return RetryLater(f"could not publish to the console channel: {exc}")
         message_id, self._next_id = self._next_id, self._next_id + 1
         return Sent(message_id=message_id)
 
@@ -180,3 +210,16 @@ class RateLimitedNotifier:
         self._by_nonce[message.outbox_id] = self._next_message_id
         self.deliveries.append(_Visible(message, self._next_message_id, self.clock()))
         return Sent(self._next_message_id, opened)
+
+
+class RoutingNotifier:
+    """Discord users get DMs through `discord`; console users (and everyone, without Discord) the console."""
+
+    def __init__(self, console: Notifier, discord: Notifier | None = None) -> None:
+        self.console = console
+        self.discord = discord
+
+    async def send(self, message: OutgoingMessage) -> Delivery:
+        if self.discord is not None and message.discord_id is not None:
+            return await self.discord.send(message)
+        return await self.console.send(message)

@@ -27,7 +27,9 @@ from core.market.quotes import DbQuoteSource
 from core.market.sessions import MarketHours
 from core.orders.paper import BrokerCosts, PaperBroker
 from tests.helpers import Clock
+from tools.agent import Agent, AgentConfig
 from tools.desk import Desk, DeskConfig
+from tools.planner import run_planner
 
 EPHEMERAL = 64
 ANSWER_WITHIN_S = 10  # generous for a loaded CI machine; Discord's own 3 s deadline is enforced by the fake
@@ -90,7 +92,8 @@ def build_desk(db: Database, clock: Clock) -> Desk:
 
 @contextlib.asynccontextmanager
 async def running_bot(fake: FakeDiscord, db: Database, clock: Clock) -> AsyncIterator[TradeDeskBot]:
-    bot = TradeDeskBot(build_desk(db, clock), db, guild_ready_timeout=0.1)
+    agent = Agent(None, AgentConfig(channel="discord"), planner=run_planner)  # the offline planner, as without a key
+    bot = TradeDeskBot(build_desk(db, clock), agent, db, guild_ready_timeout=0.1)
     task = asyncio.create_task(bot.start(fake.token))
     try:
         async with asyncio.timeout(15):

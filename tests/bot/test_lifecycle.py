@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ async def test_commands_are_registered_once_and_again_only_when_they_change(
     assert fake.command_writes == 1
     names = {c["name"] for c in fake.commands()}
     assert names == {"portfolio", "positions", "pnl", "quote", "chart", "buy", "sell", "orders", "cancel", "alert",
-                     "help"}  # fmt: skip
+                     "ask", "help"}  # fmt: skip
     # A restart (a second process, same database): the tree is unchanged, so nothing is sent to Discord.
     async with running_bot(fake, db, chat.clock):
         pass
@@ -104,24 +103,6 @@ async def test_the_first_interaction_after_dms_bounced_says_what_was_held_back(c
     assert record.callback_data["content"] is None  # told once
 
 
-async def test_a_mention_in_a_guild_or_a_dm_is_answered_by_dm_and_other_messages_are_ignored(chat: Chat) -> None:
-    user = chat.fake.payloads.default_user
-    for payload in (
-        chat.fake.payloads.message_create("how is my AAPL position?"),  # a mention in a guild channel
-        chat.fake.payloads.message_create("hello", guild=False),
-    ):
-        await chat.fake.dispatch("MESSAGE_CREATE", payload)
-        sent = await chat.fake.wait_for_request(
-            lambda r: r.route == "POST /channels/{channel_id}/messages" and r.json is not None
-            and r.json.get("content", "").startswith("I work through slash commands")
-        )  # fmt: skip
-        assert sent.path.endswith(f"/channels/{chat.fake.dm_channel_id(int(user['id']))}/messages")
-        chat.fake.requests.clear()
-    await chat.fake.dispatch("MESSAGE_CREATE", chat.fake.payloads.message_create("chatter", mention_bot=False))
-    await asyncio.sleep(0.3)
-    assert chat.fake.requests_to("POST /channels/{channel_id}/messages") == []
-
-
 async def test_slow_work_is_deferred_privately_then_answered(chat: Chat, db_url: str) -> None:
     user = chat.fake.payloads.default_user
     await chat.send(chat.fake.payloads.slash_command("portfolio"))  # opens the default portfolio
@@ -160,4 +141,4 @@ async def test_a_failed_command_registration_does_not_keep_the_bot_offline(
     # Nothing was recorded as registered, so the next start-up tries again.
     async with running_bot(fake, db, Clock(datetime.now(UTC))):
         pass
-    assert len(fake.commands()) == 11
+    assert len(fake.commands()) == 12
