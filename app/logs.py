@@ -27,11 +27,12 @@ def log_integrations(settings: Settings, log: logging.Logger) -> None:
     else:
         log.info("discord: DISCORD_TOKEN set; the Discord bot runs in this process and DMs notifications")
     if settings.openai_api_key is None:
-        log.info("llm: OPENAI_API_KEY unset; the agent will use the offline planner (agent not in this build yet)")
+        log.info("llm: OPENAI_API_KEY unset; plain-language questions go to the offline planner (local default)")
     else:
         log.info(
-            "llm: OPENAI_API_KEY set (model %s); the agent is not part of this build yet",
+            "llm: OPENAI_API_KEY set; plain-language questions go to model %s at %s",
             settings.openai_model,
+            settings.openai_base_url or "https://api.openai.com/v1",
         )
     if settings.stripe_secret_key is None:
         log.info("billing: STRIPE_SECRET_KEY unset; offline billing simulator (billing not in this build yet)")

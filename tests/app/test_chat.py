@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from core.db.database import Database
+from core.db.identity import resolve_identity
+from core.notifications.outbox import enqueue
 from tests.app.procs import TRADEDESK, clean_env, kill_leftovers, leftovers
 
 pytestmark = pytest.mark.slow
@@ -53,6 +56,21 @@ def test_a_piped_question_on_a_fresh_database_gets_a_grounded_reply(data_dir: Pa
     assert leftovers(data_dir) == []
 
 
+async def _notify(data_dir: Path, handle: str, title: str, body: str) -> None:
+    db_url = await asyncio.create_subprocess_exec(
+        str(TRADEDESK), "db-url", env=chat_env(data_dir), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await db_url.communicate()
+    database = Database(out.decode().strip())
+    try:
+        user = await resolve_identity(database, console_handle=handle)
+        async with database.system_scope("test.notify") as s:
+            await enqueue(s, user, "alert", f"test:{title}", title, body)
+    finally:
+        await database.dispose()
+
+
 async def _read_until(stream: asyncio.StreamReader, pattern: str) -> str:
     seen = ""
     async with asyncio.timeout(ANSWER_WITHIN_S):
@@ -82,8 +100,12 @@ async def test_buy_confirm_and_the_position_with_real_numbers(data_dir: Path) ->
         proc.stdin.write(f"confirm {proposal[1]}\n".encode())  # again: the same order, not a second one
         out = await _read_until(proc.stdout, r"filled")
         proc.stdin.write(b"how is my aapl position\n")
-        out = await _read_until(proc.stdout, r"\n")
-        assert "2" in out and "AAPL" in out
+        out = await _read_until(proc.stdout, r"You hold")
+        assert re.search(r"You hold 2 AAPL at an average cost of \$[\d,.]+", out), out
+        # A notification for bob, enqueued as the alert engine would: his chat prints it inline.
+        await _notify(data_dir, "bob", "AAPL above 1.00", "AAPL traded at 2.00.")
+        out = await _read_until(proc.stdout, r"\[notification\]")
+        assert "[notification] AAPL above 1.00: AAPL traded at 2.00." in out
         proc.stdin.close()
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     finally:
