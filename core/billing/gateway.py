@@ -1,0 +1,68 @@
+"""`BillingGateway`: what core needs from a billing provider, and the values that cross it.
+
+Implementations: the Stripe gateway (app/, over `stripe.StripeClient`'s async methods) and the offline billing
+simulator (the local default). Core never imports either; the composition root picks one. Every method is a network
+call: callers make them outside database transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    user_id: UUID  # client_reference_id, and metadata on the session and on the subscription it creates
+    success_url: str
+    cancel_url: str
+    customer_id: str | None = None  # reuse the user's Stripe customer when they have one
+    trial_days: int | None = None  # first-time subscribers only
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckoutLink:
+    session_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """A subscription as the provider has it now (re-fetched for every subscription event: events can't be ordered)."""
+
+    id: str
+    customer_id: str
+    status: str  # incomplete, incomplete_expired, trialing, active, past_due, canceled, unpaid, paused
+    price_ids: tuple[str, ...]
+    current_period_end: datetime | None  # on the subscription items in current API versions
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    created: datetime
+    metadata: dict[str, str] = field(default_factory=dict)  # user_id, set through subscription_data.metadata
+
+
+class BillingGateway(Protocol):
+    mode: str  # "stripe" or "simulator": for logs and replies
+
+    async def create_checkout(self, request: CheckoutRequest) -> CheckoutLink: ...
+
+    async def create_portal(self, customer_id: str, return_url: str) -> str:
+        """A Billing Portal session URL (short-lived: never sent through the outbox)."""
+        ...
+
+    async def retrieve_subscription(self, subscription_id: str) -> SubscriptionState | None:
+        """The subscription's current state, or None when the provider doesn't know it."""
+        ...
+
+    async def undelivered_events(self, since: datetime) -> list[dict[str, Any]]:
+        """Events the provider could not deliver to our webhook since `since` (for the daily reconciliation)."""
+        ...
+
+    async def report_usage(self, *, customer_id: str, identifier: str, value: int, at: datetime) -> None:
+        """One metered usage event; `identifier` makes a retried report count once."""
+        ...
