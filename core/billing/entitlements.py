@@ -1,18 +1,31 @@
 """Entitlements: what a user's plan allows. The one function every transport and service asks (DESIGN section 5).
 
-Until billing lands, a user is on "pro" while they have an active or trialing subscription row, and on "free"
-otherwise. The row is read under the caller's scope: under user_scope, RLS shows only that user's subscriptions.
+A user is on "pro" while a subscription of theirs is trialing or active, or past_due within a grace period of
+`PAST_DUE_GRACE` after its period ended (a card that failed gets a few days to be fixed); canceled, unpaid,
+incomplete or expired subscriptions are "free". The rows are read under the caller's scope: under user_scope, RLS
+shows only that user's subscriptions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from core.db.database import Scope, scope_connection
 
+PAST_DUE_GRACE = timedelta(days=3)
+# The one rule for "this subscription gives Pro now" ($now: the caller's clock, $grace: PAST_DUE_GRACE).
+_GIVES_PRO = (
+    "(status IN ('trialing', 'active')"
+    " OR (status = 'past_due' AND coalesce(current_period_end, {now}) + {grace} > {now}))"
+)
 _ACTIVE_PLAN = (
-    "SELECT plan FROM subscriptions WHERE status IN ('active', 'trialing')"
-    " AND user_id = nullif(current_setting('app.user_id', true), '')::uuid ORDER BY created_at DESC LIMIT 1"
+    "SELECT plan FROM subscriptions WHERE user_id = nullif(current_setting('app.user_id', true), '')::uuid AND "
+    + _GIVES_PRO.format(now="now()", grace="$1")
+    + " ORDER BY created_at DESC LIMIT 1"
+)
+IS_PRO = (
+    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1 AND " + _GIVES_PRO.format(now="$2", grace="$3") + ")"
 )
 
 
@@ -43,5 +56,5 @@ PLANS = {"free": FREE, "pro": PRO}
 async def entitlements(scope: Scope) -> Entitlements:
     """The entitlements of the user whose scope this is (user_scope or user_connection)."""
     conn = await scope_connection(scope)
-    plan = await conn.fetchval(_ACTIVE_PLAN)
+    plan = await conn.fetchval(_ACTIVE_PLAN, PAST_DUE_GRACE)
     return PLANS.get(plan, FREE) if plan is not None else FREE

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from sqlmodel import Field, SQLModel
 
-from core.db.types import BIGINT, TEXT, TIMESTAMP, utcnow
+from core.db.types import BIGINT, JSON, TEXT, TIMESTAMP, JsonObject, utcnow
 
 
 class BillingCustomer(SQLModel, table=True):
@@ -57,3 +57,6 @@ class StripeEvent(SQLModel, table=True):
     created: datetime = Field(sa_type=TIMESTAMP)
     livemode: bool
     processed_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
+    status: str = Field(default="applied", sa_type=TEXT)
+    customer_id: str | None = Field(default=None, sa_type=TEXT)
+    payload: JsonObject | None = Field(default=None, sa_type=JSON)

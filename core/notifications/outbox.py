@@ -12,19 +12,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from core.db.database import run_sql
+from core.db.database import Scope, scope_connection
 
 KINDS = frozenset({"alert", "fill", "order", "billing", "system"})
 MAX_TITLE = 256
 MAX_BODY = 4000
 
-_INSERT = text(
+_INSERT = (
     "INSERT INTO notifications (user_id, kind, dedupe_key, title, body, payload, alert_id, next_attempt_at)"
-    " VALUES (:user_id, :kind, :dedupe_key, :title, :body, CAST(:payload AS jsonb), :alert_id,"
-    " coalesce(CAST(:not_before AS timestamptz), now()))"
+    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, coalesce($8::timestamptz, now()))"
     " ON CONFLICT (user_id, dedupe_key) DO NOTHING RETURNING id"
 )
 
@@ -35,7 +31,7 @@ def _clip(value: str, limit: int) -> str:
 
 
 async def enqueue(
-    session: AsyncSession,
+    session: Scope,
     user_id: UUID,
     kind: str,
     dedupe_key: str,
@@ -58,19 +54,8 @@ async def enqueue(
     title, body = _clip(title, MAX_TITLE), _clip(body, MAX_BODY)
     if not title or not body:
         raise ValueError("a notification needs a title and a body")
-    result = await run_sql(
-        session,
-        _INSERT,
-        {
-            "user_id": user_id,
-            "kind": kind,
-            "dedupe_key": dedupe_key,
-            "title": title,
-            "body": body,
-            "payload": json.dumps(payload or {}),
-            "alert_id": alert_id,
-            "not_before": not_before,
-        },
+    conn = await scope_connection(session)
+    new_id: int | None = await conn.fetchval(
+        _INSERT, user_id, kind, dedupe_key, title, body, json.dumps(payload or {}), alert_id, not_before
     )
-    new_id: int | None = result.scalar_one_or_none()
     return new_id
