@@ -24,7 +24,8 @@ with `customer_email`, a quantity on a metered price or none on a licensed one, 
 a repeated meter-event identifier ("An event already exists with identifier ..."), a timestamp outside 35 days back
 / 5 minutes ahead, a reused `Idempotency-Key` with other parameters (`idempotency_error`). A POST repeated with the
 same `Idempotency-Key` and parameters replays the first answer (`Idempotent-Replayed: true`), as Stripe does.
-`fail_next(...)` injects 5xx/429 answers.
+`fail_next(...)` injects 5xx/429 answers. `complete_checkout(session_id)` plays the customer paying: the
+subscription, its first invoice and the events Stripe would send appear.
 
 Webhook side: builders for real-shaped `event` objects (`checkout_session_completed`, `subscription_created`,
 `subscription_updated`, `subscription_deleted`, `subscription_trial_will_end`, `invoice_paid`,
@@ -197,6 +198,17 @@ class _StoredEvent:
     event: JSON
     delivered: bool
     seq: int
+
+
+@dataclass(frozen=True)
+class CompletedCheckout:
+    """What `FakeStripe.complete_checkout` made: the completed session, the subscription, its first invoice, and the
+    events Stripe sends for them."""
+
+    session: JSON
+    subscription: JSON
+    invoice: JSON
+    events: list[JSON]
 
 
 @dataclass
@@ -715,6 +727,7 @@ class FakeStripe:
         self._events: list[_StoredEvent] = []
         self._failures: list[_Failure] = []
         self._idempotency: dict[str, _Idempotent] = {}
+        self._checkout_params: dict[str, JSON] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -817,6 +830,63 @@ class FakeStripe:
             )
 
     # -------------------------------------------------------------------------------------------- reading
+
+    def complete_checkout(self, session_id: str, *, email: str = "trader@example.com") -> CompletedCheckout:
+        """What Stripe does when the customer pays for a subscription-mode session: it creates the customer (unless
+        the session named one), the subscription (an item per line item, `subscription_data[metadata]` as its
+        metadata, `trialing` for `subscription_data[trial_period_days]`) and its first invoice, paid; the session
+        becomes `complete`. Returns them with the events Stripe sends (customer.subscription.created, invoice.paid,
+        checkout.session.completed: Stripe doesn't promise an order), which are also listable as delivered."""
+        if session_id not in self.checkout_sessions:
+            raise KeyError(f"FakeStripe: no checkout session {session_id}")
+        params = self._checkout_params[session_id]
+        open_session = self.checkout_sessions[session_id]
+        if open_session["status"] != "open" or open_session["mode"] != "subscription":
+            raise ValueError(f"FakeStripe: session {session_id} is {open_session['status']}/{open_session['mode']}")
+        customer_id = open_session["customer"]
+        if customer_id is None:
+            customer_id = self.add_customer(email=open_session["customer_email"] or email)["id"]
+        data = params.get("subscription_data") or {}
+        trial_days = int(data["trial_period_days"]) if data.get("trial_period_days") else None
+        now = _now()
+        trial_end = now + trial_days * 86400 if trial_days else None
+        sub = self.add_subscription(
+            subscription(
+                customer=customer_id,
+                status="trialing" if trial_end else "active",
+                prices=[self.prices[item["price"]] for item in params.get("line_items") or []],
+                created=now,
+                current_period_end=trial_end,
+                trial_end=trial_end,
+                metadata=data.get("metadata") or {},
+            )
+        )
+        inv = invoice(sub, amount=0 if trial_end else None, created=now)
+        sub["latest_invoice"] = inv["id"]
+        session = checkout_session(
+            id=session_id,
+            customer=customer_id,
+            customer_email=open_session["customer_email"],
+            client_reference_id=open_session["client_reference_id"],
+            metadata=open_session["metadata"],
+            success_url=open_session["success_url"],
+            cancel_url=open_session["cancel_url"],
+            status="complete",
+            subscription=sub["id"],
+            invoice=inv["id"],
+            amount_total=inv["total"],
+            created=open_session["created"],
+        )
+        session["customer_details"]["email"] = open_session["customer_email"] or email
+        self.checkout_sessions[session_id] = session
+        events = [
+            subscription_created(sub, created=now),
+            invoice_paid(inv, created=now),
+            checkout_session_completed(session, created=now),
+        ]
+        for evt in events:
+            self.add_event(evt)
+        return CompletedCheckout(session, sub, inv, events)
 
     def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path == path]
@@ -1027,6 +1097,7 @@ class FakeStripe:
             amount_total=0 if trial else total,
         )
         self.checkout_sessions[session["id"]] = session
+        self._checkout_params[session["id"]] = params
         return session
 
     def _create_portal_session(self, form: dict[str, str]) -> JSON:
@@ -1092,27 +1163,26 @@ class FakeStripe:
         def type_ok(t: str) -> bool:
             return not types or any(t == w or (w.endswith("*") and t.startswith(w[:-1])) for w in types)
 
-        matching = [s.event for s in stored if created_ok(int(s.event["created"])) and type_ok(str(s.event["type"]))]
-        ids = [e["id"] for e in self._events_all()]
-        after, before = query.get("starting_after"), query.get("ending_before")
-        if after is not None:
-            if after not in ids:
-                raise _missing("event", after, "starting_after")
-            pos = next((i for i, e in enumerate(matching) if e["id"] == after), None)
-            matching = matching[pos + 1 :] if pos is not None else []
-            page, has_more = matching[:limit], len(matching) > limit
-        elif before is not None:
-            if before not in ids:
-                raise _missing("event", before, "ending_before")
-            pos = next((i for i, e in enumerate(matching) if e["id"] == before), len(matching))
-            earlier = matching[:pos]
-            page, has_more = earlier[-limit:], len(earlier) > limit
-        else:
-            page, has_more = matching[:limit], len(matching) > limit
-        return {"object": "list", "data": page, "has_more": has_more, "url": "/v1/events"}
+        def position(s: _StoredEvent) -> tuple[int, int]:
+            return (int(s.event["created"]), s.seq)
 
-    def _events_all(self) -> list[JSON]:
-        return [s.event for s in self._events]
+        matching = [s for s in stored if created_ok(int(s.event["created"])) and type_ok(str(s.event["type"]))]
+        by_id = {s.event["id"]: s for s in self._events}
+        after, before = query.get("starting_after"), query.get("ending_before")
+        # A cursor is a place in the newest-first order, whether or not the cursor event itself matches the filters.
+        if after is not None:
+            if after not in by_id:
+                raise _missing("event", after, "starting_after")
+            older = [s for s in matching if position(s) < position(by_id[after])]
+            chosen, has_more = older[:limit], len(older) > limit
+        elif before is not None:
+            if before not in by_id:
+                raise _missing("event", before, "ending_before")
+            newer = [s for s in matching if position(s) > position(by_id[before])]
+            chosen, has_more = newer[-limit:], len(newer) > limit
+        else:
+            chosen, has_more = matching[:limit], len(matching) > limit
+        return {"object": "list", "data": [s.event for s in chosen], "has_more": has_more, "url": "/v1/events"}
 
     def _create_meter_event(self, form: dict[str, str]) -> JSON:
         params = unflatten(form)
@@ -1180,6 +1250,7 @@ class FakeStripe:
 
 __all__ = [
     "API_VERSION",
+    "CompletedCheckout",
     "FakeStripe",
     "RecordedRequest",
     "StripeErrorAnswer",

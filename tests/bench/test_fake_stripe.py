@@ -341,3 +341,50 @@ def test_event_builders_are_real_shaped() -> None:
     assert (paid["status"], paid["amount_paid"]) == ("paid", 2000)
     # stripe-python builds typed objects from them.
     assert isinstance(stripe.Event.construct_from(events[5], "sk_test_x").data.object, stripe.Invoice)
+
+
+async def test_complete_checkout_plays_the_customer_paying(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session = await client.v1.checkout.sessions.create_async(
+        {
+            "mode": "subscription",
+            "customer_email": "t@example.com",
+            "line_items": [{"price": "price_pro", "quantity": 1}, {"price": "price_metered"}],
+            "client_reference_id": "u1",
+            "metadata": {"user_id": "u1"},
+            "subscription_data": {"metadata": {"user_id": "u1"}, "trial_period_days": 7},
+            "success_url": "https://td.example/ok",
+        }
+    )
+    done = fake.complete_checkout(session.id)
+    assert [e["type"] for e in done.events] == [
+        "customer.subscription.created",
+        "invoice.paid",
+        "checkout.session.completed",
+    ]
+    assert done.session["status"] == "complete" and done.session["url"] is None
+    assert done.session["subscription"] == done.subscription["id"] and done.session["client_reference_id"] == "u1"
+    assert done.subscription["metadata"] == {"user_id": "u1"} and done.subscription["status"] == "trialing"
+    assert done.subscription["customer"] == done.session["customer"] in fake.customers
+    assert done.invoice["amount_paid"] == 0  # a trial's first invoice
+    got = await client.v1.subscriptions.retrieve_async(done.subscription["id"])
+    assert [i.price.id for i in got["items"]["data"]] == ["price_pro", "price_metered"]
+    listed = await client.v1.events.list_async({"type": "checkout.session.completed"})
+    assert [e.id for e in listed.data] == [done.events[2]["id"]]
+    with pytest.raises(ValueError, match="complete"):
+        fake.complete_checkout(session.id)
+
+
+async def test_event_cursor_is_a_place_in_the_order_even_when_filtered_out(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    t0 = int(time.time()) - 100
+    evts = [
+        fake.add_event(event("invoice.paid", {"id": f"in_{i}"}, created=t0 + i), delivered=i != 2) for i in range(5)
+    ]
+    # evts[3] is delivered, so it doesn't match delivery_success=false, but it still marks a place.
+    page = await client.v1.events.list_async({"delivery_success": False, "starting_after": evts[3]["id"]})
+    assert [e.id for e in page.data] == [evts[2]["id"]]
+    before = await client.v1.events.list_async({"ending_before": evts[1]["id"], "limit": 2})
+    assert [e.id for e in before.data] == [evts[3]["id"], evts[2]["id"]] and before.has_more
+    with pytest.raises(stripe.InvalidRequestError, match="No such event"):
+        await client.v1.events.list_async({"starting_after": "evt_unknown"})
