@@ -98,6 +98,9 @@ class StripeGateway:
             return await call
         except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
             raise BillingUnavailable(f"stripe: {what}: {exc.user_message or exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # AIOHTTPClient reads the body outside its own error handling: a connection lost mid-body lands here.
+            raise BillingUnavailable(f"stripe: {what}: {type(exc).__name__}: {exc}") from exc
         except stripe.APIError as exc:  # 5xx, 409 (lock timeout), or a body that isn't Stripe's
             raise BillingUnavailable(
                 f"stripe: {what}: HTTP {exc.http_status}: {exc.user_message or exc} (request {exc.request_id})"

@@ -321,3 +321,21 @@ async def test_a_wrong_api_key_is_a_rejection(fake: FakeStripe) -> None:
     finally:
         await gw.close()
     assert caught.value.status == 401
+
+
+async def test_a_slow_stripe_times_out_as_billing_unavailable(fake: FakeStripe) -> None:
+    gw = StripeGateway(
+        fake.api_key,
+        price_pro=PRO,
+        price_pro_metered=None,
+        meter_event=None,
+        api_base=fake.base_url,
+        max_network_retries=0,
+        timeout_s=0.1,
+    )
+    fake.latency_s = 0.5
+    try:
+        with pytest.raises(BillingUnavailable):
+            await gw.retrieve_subscription("sub_slow")
+    finally:
+        await gw.close()
