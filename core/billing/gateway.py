@@ -13,6 +13,28 @@ from typing import Any, Protocol
 from uuid import UUID
 
 
+class BillingUnavailable(Exception):
+    """The provider could not be reached or failed on its side (network error, timeout, 5xx, 429, 409 lock timeout).
+
+    Nothing is known to have happened: the caller tries again later (the webhook answers 5xx so the provider retries,
+    a usage report stays unsent, a command tells the user billing is unavailable right now).
+    """
+
+
+class BillingRejected(Exception):
+    """The provider refused the request (4xx): retrying the same request won't help.
+
+    Usually a configuration error (a wrong key or price id) or a stale id; `code` and `param` are the provider's.
+    """
+
+    def __init__(self, message: str, *, status: int | None, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param
+
+
 @dataclass(frozen=True)
 class CheckoutRequest:
     user_id: UUID  # client_reference_id, and metadata on the session and on the subscription it creates
@@ -47,6 +69,8 @@ class SubscriptionState:
 
 
 class BillingGateway(Protocol):
+    """Every method raises `BillingUnavailable` for "try later" and `BillingRejected` for a refused request."""
+
     mode: str  # "stripe" or "simulator": for logs and replies
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutLink: ...
