@@ -19,6 +19,7 @@ from discord.http import Route
 from app.services import build_agent, desk
 from bot.client import TradeDeskBot
 from bot.notifier import DiscordNotifier
+from core.billing.gateway import BillingGateway
 from core.config import Settings
 from core.db.database import Database
 from core.errors import SetupError
@@ -37,11 +38,21 @@ def point_discord_at(settings: Settings) -> None:
 
 
 class BotRole:
-    def __init__(self, settings: Settings, database: Database, *, sync_on_start: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        billing: BillingGateway | None = None,
+        *,
+        sync_on_start: bool = True,
+    ) -> None:
         assert settings.discord_token is not None
         self.settings = settings
         self.bot = TradeDeskBot(
-            desk(settings, database), build_agent(settings, channel="discord"), database, sync_on_start=sync_on_start
+            desk(settings, database, billing),
+            build_agent(settings, channel="discord"),
+            database,
+            sync_on_start=sync_on_start,
         )
         self._task: asyncio.Task[None] | None = None
 

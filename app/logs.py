@@ -35,9 +35,13 @@ def log_integrations(settings: Settings, log: logging.Logger) -> None:
             settings.openai_base_url or "https://api.openai.com/v1",
         )
     if settings.stripe_secret_key is None:
-        log.info("billing: STRIPE_SECRET_KEY unset; offline billing simulator (billing not in this build yet)")
+        log.info(
+            "billing: STRIPE_SECRET_KEY unset; offline billing simulator: /upgrade opens a simulated checkout on %s, "
+            "no card is charged (local default)",
+            settings.public_url,
+        )
     else:
-        log.info("billing: STRIPE_SECRET_KEY set; billing is not part of this build yet")
+        log.info("billing: STRIPE_SECRET_KEY set; Stripe Checkout, Billing Portal and webhooks")
     if settings.market_provider == "sim" and settings.market_url is None:
         log.info(
             "market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices from a local websocket exchange (local default)"

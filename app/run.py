@@ -15,6 +15,7 @@ from app import __version__
 from app.bot_role import BotRole
 from app.database import check_database_settings, provide_database
 from app.logs import log_integrations
+from app.services import billing_gateway, webhook_secret
 from app.worker import Worker, check_market_settings
 from core.config import Settings
 from core.db.database import Database
@@ -65,7 +66,9 @@ async def run(settings: Settings) -> None:
         report = await migrate(url)
         log.info("migrations: %d applied, %d already applied", len(report.applied), len(report.already))
         database = Database(url)
-        bot = BotRole(settings, database) if settings.discord_token is not None else None
+        secret = await webhook_secret(settings, database)
+        billing = billing_gateway(settings, database, secret)
+        bot = BotRole(settings, database, billing) if settings.discord_token is not None else None
         worker: Worker | None = None
         lease: SessionLock | None = None
         runner: web.AppRunner | None = None
@@ -89,6 +92,8 @@ async def run(settings: Settings) -> None:
                 version=__version__,
                 feed_status=worker.feed_status if worker is not None else None,
                 bot_status=bot.status if bot is not None else None,
+                billing=billing,
+                webhook_secret=secret,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

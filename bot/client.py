@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot.buttons import ProposalButton
 from bot.cogs.alerts import AlertsCog
 from bot.cogs.ask import AskCog
+from bot.cogs.billing import BillingCog
 from bot.cogs.help import HelpCog
 from bot.cogs.orders import OrdersCog
 from bot.cogs.portfolio import PortfolioCog
@@ -64,6 +65,7 @@ class TradeDeskBot(commands.Bot):
             OrdersCog(self.desk),
             AlertsCog(self.desk),
             AskCog(self.desk, self.agent),
+            BillingCog(self.desk),
             HelpCog(),
         )
         for cog in cogs:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = Field(default=None, validation_alias=_env("TRADEDESK_DISCORD_GATEWAY_URL"))
     # Order proposals: how long Confirm works (Discord lets an ephemeral message be edited for 15 minutes), and how far
     # a market order's price may move between the proposal and the click before the user is asked again.
+    # Pro's free trial for first-time subscribers, in days (0: none).
+    trial_days: int = Field(default=7, ge=0, le=730, validation_alias=_env("TRADEDESK_TRIAL_DAYS"))
     proposal_ttl_s: int = Field(default=600, ge=30, le=840, validation_alias=_env("TRADEDESK_PROPOSAL_TTL_S"))
     proposal_max_drift_bps: Decimal = Field(
         default=Decimal(100), ge=0, le=5000, validation_alias=_env("TRADEDESK_PROPOSAL_MAX_DRIFT_BPS")

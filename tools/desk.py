@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from core.alerts.models import Alert
 from core.alerts.service import create_alert, delete_alert, list_alerts
+from core.billing.entitlements import entitlements
+from core.billing.gateway import BillingGateway, CheckoutLink, CheckoutRequest
+from core.billing.service import customer_of, ever_subscribed
 from core.charts import equity_series, period_window, price_series, render_chart
 from core.db.database import Database, scope_connection
 from core.db.identity import identify
@@ -54,6 +57,18 @@ class DeskConfig:
     stale_after: timedelta
     proposal_ttl: timedelta = DEFAULT_TTL
     max_drift_bps: Decimal = DEFAULT_MAX_DRIFT_BPS
+    public_url: str = "http://127.0.0.1:8080"  # where Checkout and the portal send the user back
+    trial_days: int = 7  # for first-time subscribers
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: str
+    status: str | None  # the latest subscription's status, None without one
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    has_customer: bool
+    billing_mode: str  # stripe | simulator
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,9 @@ class Desk:
         broker: PaperBroker,
         config: DeskConfig,
         clock: Clock = utc_clock,
+        billing: BillingGateway | None = None,
     ) -> None:
+        self.billing = billing
         self.db = database
         self.quotes = quotes
         self.broker = broker
@@ -169,6 +186,59 @@ class Desk:
             pf = await find_portfolio(s, name, self.config.starting_cash)
             series = await equity_series(s, pf.id, since=since, until=until)
         return await render_chart(series)
+
+    # -- billing ----------------------------------------------------------------------------------------------
+
+    def _gateway(self) -> BillingGateway:
+        if self.billing is None:
+            raise InvalidInput("Billing is not available in this process.")
+        return self.billing
+
+    async def plan(self, user: UUID) -> PlanView:
+        async with self.db.user_scope(user) as s:
+            conn = await scope_connection(s)
+            plan = await entitlements(conn)
+            sub = await conn.fetchrow(
+                "SELECT status, current_period_end, cancel_at_period_end FROM subscriptions ORDER BY created_at DESC"
+                " LIMIT 1"
+            )
+            customer = await customer_of(s, user)
+        return PlanView(
+            plan=plan.plan,
+            status=sub["status"] if sub else None,
+            current_period_end=sub["current_period_end"] if sub else None,
+            cancel_at_period_end=bool(sub and sub["cancel_at_period_end"]),
+            has_customer=customer is not None,
+            billing_mode=self.billing.mode if self.billing else "none",
+        )
+
+    async def upgrade_link(self, user: UUID) -> CheckoutLink | None:
+        """A Checkout link for Pro (a trial for first-time subscribers), or None when the user is on Pro already."""
+        gateway = self._gateway()
+        async with self.db.user_scope(user) as s:
+            if (await entitlements(s)).plan == "pro":
+                return None
+            customer = await customer_of(s, user)
+            first_time = not await ever_subscribed(s, user)
+        base = self.config.public_url.rstrip("/")
+        return await gateway.create_checkout(  # a network call: after the transaction, never inside it
+            CheckoutRequest(
+                user_id=user,
+                success_url=f"{base}/billing/success",
+                cancel_url=f"{base}/billing/cancel",
+                customer_id=customer,
+                trial_days=self.config.trial_days if first_time and self.config.trial_days else None,
+            )
+        )
+
+    async def billing_link(self, user: UUID) -> str:
+        """A Billing Portal link to manage the subscription; NotFound before the first subscription."""
+        gateway = self._gateway()
+        async with self.db.user_scope(user) as s:
+            customer = await customer_of(s, user)
+        if customer is None:
+            raise NotFound("You have no subscription to manage yet: /upgrade starts one.")
+        return await gateway.create_portal(customer, f"{self.config.public_url.rstrip('/')}/billing/return")
 
     # -- orders -------------------------------------------------------------------------------------------------
 

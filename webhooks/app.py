@@ -1,4 +1,5 @@
-"""The aiohttp side-app: health now; Stripe webhooks and the dashboard come with their issues."""
+"""The aiohttp side-app: health, the Stripe webhook, the billing pages (and the simulator's, offline); the dashboard
+comes with its issue."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from core.billing.gateway import BillingGateway
 from core.config import Settings
 from core.db.database import Database
+from webhooks.billing_sim import BillingSimulator, add_simulator_routes
+from webhooks.stripe import add_stripe_routes
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ def create_app(
     version: str,
     feed_status: Callable[[], str] | None = None,
     bot_status: Callable[[], str] | None = None,
+    billing: BillingGateway | None = None,
+    webhook_secret: str | None = None,
 ) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
@@ -62,4 +68,30 @@ def create_app(
     app[FEED_STATUS] = feed_status
     app[BOT_STATUS] = bot_status
     app.router.add_get("/healthz", healthz)
+    if billing is not None and webhook_secret is not None:
+        add_stripe_routes(app, database=database, billing=billing, webhook_secret=webhook_secret)
+        if isinstance(billing, BillingSimulator):
+            add_simulator_routes(app, billing)
+        app.router.add_get("/billing/success", billing_done)
+        app.router.add_get("/billing/cancel", billing_done)
+        app.router.add_get("/billing/return", billing_done)
     return app
+
+
+_DONE = {
+    "/billing/success": ("You're on Pro", "Thanks! Pro turns on as soon as the payment is confirmed, usually within "
+                         "seconds; the bot will DM you. You can close this page."),
+    "/billing/cancel": ("No change", "Checkout was canceled; nothing was charged. /upgrade any time."),
+    "/billing/return": ("All set", "Your billing changes are saved. You can close this page."),
+}  # fmt: skip
+
+
+async def billing_done(request: web.Request) -> web.Response:
+    """Where Checkout and the portal send the user back to (the dashboard replaces these later)."""
+    title, text = _DONE[request.path]
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width, initial-scale=1"><title>{title} — TradeDesk</title></head>'
+        f"<body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
+    )
+    return web.Response(text=body, content_type="text/html")

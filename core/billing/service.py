@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +27,8 @@ from uuid import UUID
 import asyncpg
 
 from core.billing.entitlements import IS_PRO, PAST_DUE_GRACE
-from core.billing.gateway import SubscriptionState
-from core.db.database import Scope, scope_connection
+from core.billing.gateway import BillingGateway, SubscriptionState
+from core.db.database import Database, Scope, scope_connection
 from core.notifications.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,19 @@ async def apply_stripe_event(
         await _dm(conn, user, event_id, "downgraded", "You're on the Free plan now", "Your TradeDesk Pro subscription "
                   "has ended; your data stays, with the Free plan's limits. /upgrade any time.")  # fmt: skip
     return Applied("applied", user)
+
+
+async def receive_event(
+    database: Database, gateway: BillingGateway, event: dict[str, Any], clock: Callable[[], datetime]
+) -> Applied:
+    """The one path of a verified event, for the webhook and the reconciliation job alike: fetch the subscription's
+    current state (outside any transaction; BillingUnavailable when the provider can't be read), then record and
+    apply it in one system_scope transaction. Raises if applying fails: nothing is recorded then."""
+    subscription_id = subscription_id_of(event)
+    state = await gateway.retrieve_subscription(subscription_id) if subscription_id else None
+    fetched_at = clock()
+    async with database.system_scope("billing.stripe_event") as session:
+        return await apply_stripe_event(session, event, state, fetched_at=fetched_at)
 
 
 async def customer_of(scope: Scope, user_id: UUID) -> str | None:

@@ -91,9 +91,11 @@ def build_desk(db: Database, clock: Clock) -> Desk:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeDiscord, db: Database, clock: Clock) -> AsyncIterator[TradeDeskBot]:
+async def running_bot(
+    fake: FakeDiscord, db: Database, clock: Clock, *, desk: Desk | None = None
+) -> AsyncIterator[TradeDeskBot]:
     agent = Agent(None, AgentConfig(channel="discord"), planner=run_planner)  # the offline planner, as without a key
-    bot = TradeDeskBot(build_desk(db, clock), agent, db, guild_ready_timeout=0.1)
+    bot = TradeDeskBot(desk or build_desk(db, clock), agent, db, guild_ready_timeout=0.1)
     task = asyncio.create_task(bot.start(fake.token))
     try:
         async with asyncio.timeout(15):
