@@ -79,7 +79,7 @@ async def run(settings: Settings) -> None:
             if lease is not None:
                 console = ConsoleNotifier(sys.stdout, database)
                 notifier = RoutingNotifier(console, bot.notifier() if bot is not None else None)
-                worker = Worker(settings, database, notifier=notifier)
+                worker = Worker(settings, database, notifier=notifier, billing=billing)
             else:
                 log.warning(
                     "worker: another TradeDesk process already runs the market feed, alerts and notifications for "

@@ -6,11 +6,15 @@ APScheduler 3 (4.x is still alpha). Jobs are thin: open a system_scope, call one
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from core.alerts.service import expire_alerts
+from core.billing.entitlements import PRO
+from core.billing.gateway import BillingGateway, BillingRejected, BillingUnavailable
+from core.billing.service import receive_event
+from core.billing.usage import mark_reported, overage_to_report
 from core.db.database import Database
 from core.market.sessions import MarketHours
 from core.notifications.digest import enqueue_digests
@@ -25,13 +29,64 @@ EXPIRY_EVERY_S = 15
 SNAPSHOT_EVERY_S = 300
 ALERT_EXPIRY_EVERY_S = 60
 DIGEST_EVERY_S = 60
+RECONCILE_EVERY_S = 24 * 3600
+RECONCILE_LOOKBACK = timedelta(days=3)
+USAGE_REPORT_EVERY_S = 300
 
 
 class WorkerJobs:
-    def __init__(self, db: Database, hours: MarketHours, matcher: Matcher | None) -> None:
+    def __init__(
+        self, db: Database, hours: MarketHours, matcher: Matcher | None, billing: BillingGateway | None = None
+    ) -> None:
         self.db = db
         self.hours = hours
         self.matcher = matcher
+        self.billing = billing
+
+    async def reconcile_billing(self) -> None:
+        """Re-apply the events Stripe could not deliver (our endpoint was down, a deploy...), through the webhook's own
+        path: already-applied ones are duplicates and change nothing."""
+        if self.billing is None:
+            return
+        try:
+            events = await self.billing.undelivered_events(self.hours.now() - RECONCILE_LOOKBACK)
+        except BillingUnavailable as exc:
+            log.warning("billing: reconciliation skipped, the provider is unavailable (%s)", exc)
+            return
+        applied = 0
+        for event in events:
+            try:
+                outcome = await receive_event(self.db, self.billing, event, self.hours.now)
+            except BillingUnavailable as exc:
+                log.warning("billing: reconciliation stopped at %s, the provider is unavailable (%s)", event["id"], exc)
+                return
+            except Exception:
+                log.exception("billing: reconciling %s failed; the next run tries again", event.get("id"))
+                continue
+            applied += outcome.status != "duplicate"
+        log.info("billing: reconciliation saw %d undelivered event(s), applied %d", len(events), applied)
+
+    async def report_usage(self) -> None:
+        """Report Pro's AI questions beyond the included amount to the metered price, each once (its identifier)."""
+        if self.billing is None:
+            return
+        now = self.hours.now()
+        async with self.db.system_scope("billing.usage_report") as session:
+            overage = await overage_to_report(session, now, included=PRO.ai_questions_per_day)
+        reported: list[int] = []
+        try:
+            for item in overage:
+                await self.billing.report_usage(
+                    customer_id=item.customer_id, identifier=item.identifier, value=item.quantity, at=item.occurred_at
+                )
+                reported.append(item.usage_event_id)
+        except (BillingUnavailable, BillingRejected) as exc:
+            log.warning("billing: usage reporting paused after %d of %d (%s)", len(reported), len(overage), exc)
+        finally:
+            async with self.db.system_scope("billing.usage_report") as session:
+                await mark_reported(session, reported, now)
+        if reported:
+            log.info("billing: reported %d AI question(s) beyond Pro's included amount", len(reported))
 
     async def expire_orders(self) -> None:
         async with self.db.system_scope("orders.expiry") as session:
@@ -75,6 +130,9 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     scheduler.add_job(jobs.expire_proposals, "interval", seconds=ALERT_EXPIRY_EVERY_S, id="orders.proposal_expiry")
     scheduler.add_job(jobs.daily_digests, "interval", seconds=DIGEST_EVERY_S, id="notifications.digest")
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
+    if jobs.billing is not None:
+        scheduler.add_job(jobs.reconcile_billing, "interval", seconds=RECONCILE_EVERY_S, id="billing.reconcile")
+        scheduler.add_job(jobs.report_usage, "interval", seconds=USAGE_REPORT_EVERY_S, id="billing.usage_report")
     scheduler.start()
     log.info(
         "scheduler: DAY-order expiry every %d s, alert and proposal expiry every %d s, "

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from app.scheduler import WorkerJobs, start_scheduler
 from app.services import broker_costs, market_hours
 from core.alerts.engine import AlertEngine
+from core.billing.gateway import BillingGateway
 from core.config import Settings
 from core.db.database import Database
 from core.db.listen import ChangeListener
@@ -54,7 +55,14 @@ def check_market_settings(settings: Settings) -> None:
 class Worker:
     """Start with `await worker.start()`, stop with `await worker.stop()` (safe after a failed or partial start)."""
 
-    def __init__(self, settings: Settings, database: Database, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        notifier: Notifier | None = None,
+        billing: BillingGateway | None = None,
+    ) -> None:
+        self.billing = billing
         self.settings = settings
         self.database = database
         self.bus = TickBus()
@@ -110,7 +118,7 @@ class Worker:
         )
         self._tasks.append(asyncio.create_task(self.alerts.run_fires(), name="alerts.fires"))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(self._dispatch_stop), name="notifications.dispatch"))
-        self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher))
+        self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher, self.billing))
         self.feed = MarketFeed(
             adapter, url, symbols.canonical_symbols, self.bus.publish, stale_after_s=settings.market_stale_after_s
         )

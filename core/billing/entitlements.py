@@ -15,17 +15,17 @@ from core.db.database import Scope, scope_connection
 
 PAST_DUE_GRACE = timedelta(days=3)
 # The one rule for "this subscription gives Pro now" ($now: the caller's clock, $grace: PAST_DUE_GRACE).
-_GIVES_PRO = (
+GIVES_PRO = (
     "(status IN ('trialing', 'active')"
     " OR (status = 'past_due' AND coalesce(current_period_end, {now}) + {grace} > {now}))"
 )
 _ACTIVE_PLAN = (
     "SELECT plan FROM subscriptions WHERE user_id = nullif(current_setting('app.user_id', true), '')::uuid AND "
-    + _GIVES_PRO.format(now="now()", grace="$1")
+    + GIVES_PRO.format(now="now()", grace="$1")
     + " ORDER BY created_at DESC LIMIT 1"
 )
 IS_PRO = (
-    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1 AND " + _GIVES_PRO.format(now="$2", grace="$3") + ")"
+    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1 AND " + GIVES_PRO.format(now="$2", grace="$3") + ")"
 )
 
 
