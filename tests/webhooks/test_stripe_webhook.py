@@ -465,3 +465,12 @@ async def test_an_apply_that_fails_in_the_transaction_is_500_records_nothing_and
     ]
     assert await plan_of(hook) == "pro"
     assert await dm_titles(hook) == ["Welcome to Pro"]
+
+
+async def test_a_checkouts_three_events_delivered_at_once_welcome_the_user_once(hook: Webhook) -> None:
+    """Stripe sends created, invoice.paid and checkout.session.completed together, in no promised order."""
+    done = await hook.subscribe()
+    answers = await asyncio.gather(*(hook.deliver(e) for e in done.events))
+    assert answers == [(200, {"status": "applied"})] * 3
+    assert await plan_of(hook) == "pro"
+    assert await dm_titles(hook) == ["Welcome to Pro"]
