@@ -181,6 +181,9 @@ async def apply_stripe_event(
         )
         return Applied("unlinked")
 
+    # Stripe delivers a checkout's events (subscription created, invoice paid, session completed) at once: serialise
+    # one user's applies, or each would read "wasn't Pro" before the others commit and each would welcome the user.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('billing:' || $1, 0))", str(user))
     was_pro = await _is_pro(conn, user, fetched_at)
     if customer_id:
         await _link(conn, user, customer_id, bool(event.get("livemode", False)))
