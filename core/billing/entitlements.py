@@ -1,7 +1,7 @@
 """Entitlements: what a user's plan allows. The one function every transport and service asks (DESIGN section 5).
 
-A user is on "pro" while a subscription of theirs is trialing or active, or past_due within a grace period of
-`PAST_DUE_GRACE` after its period ended (a card that failed gets a few days to be fixed); canceled, unpaid,
+A user is on "pro" while a subscription of theirs is trialing or active, or past_due for less than `PAST_DUE_GRACE`
+(a card that failed gets a few days to be fixed; counted from when it became past_due); canceled, unpaid,
 incomplete or expired subscriptions are "free". The rows are read under the caller's scope: under user_scope, RLS
 shows only that user's subscriptions.
 """
@@ -16,8 +16,7 @@ from core.db.database import Scope, scope_connection
 PAST_DUE_GRACE = timedelta(days=3)
 # The one rule for "this subscription gives Pro now" ($now: the caller's clock, $grace: PAST_DUE_GRACE).
 GIVES_PRO = (
-    "(status IN ('trialing', 'active')"
-    " OR (status = 'past_due' AND coalesce(current_period_end, {now}) + {grace} > {now}))"
+    "(status IN ('trialing', 'active') OR (status = 'past_due' AND coalesce(past_due_since, {now}) + {grace} > {now}))"
 )
 _ACTIVE_PLAN = (
     "SELECT plan FROM subscriptions WHERE user_id = nullif(current_setting('app.user_id', true), '')::uuid AND "

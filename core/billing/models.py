@@ -33,6 +33,7 @@ class Subscription(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=TIMESTAMP)
     synced_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP)
+    past_due_since: datetime | None = Field(default=None, sa_type=TIMESTAMP)
 
 
 class UsageEvent(SQLModel, table=True):

@@ -111,9 +111,14 @@ async def _upsert(conn: asyncpg.Connection, user_id: UUID, state: SubscriptionSt
     await conn.execute(
         """
         INSERT INTO subscriptions (id, user_id, stripe_customer_id, plan, status, price_id, current_period_end,
-                                   trial_end, cancel_at_period_end, canceled_at, ended_at, synced_at, created_at)
-        VALUES ($1, $2, $3, 'pro', $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                   trial_end, cancel_at_period_end, canceled_at, ended_at, synced_at, created_at,
+                                   past_due_since)
+        VALUES ($1, $2, $3, 'pro', $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                CASE WHEN $4::text = 'past_due' THEN $11::timestamptz END)
         ON CONFLICT (id) DO UPDATE SET
+            past_due_since = CASE WHEN EXCLUDED.status <> 'past_due' THEN NULL
+                                  WHEN subscriptions.status = 'past_due' THEN subscriptions.past_due_since
+                                  ELSE EXCLUDED.synced_at END,
             status = EXCLUDED.status, price_id = EXCLUDED.price_id, current_period_end = EXCLUDED.current_period_end,
             trial_end = EXCLUDED.trial_end, cancel_at_period_end = EXCLUDED.cancel_at_period_end,
             canceled_at = EXCLUDED.canceled_at, ended_at = EXCLUDED.ended_at, synced_at = EXCLUDED.synced_at
@@ -220,7 +225,7 @@ async def receive_event(
     """The one path of a verified event, for the webhook and the reconciliation job alike: fetch the subscription's
     current state (outside any transaction; BillingUnavailable when the provider can't be read), then record and
     apply it in one system_scope transaction. Raises if applying fails: nothing is recorded then."""
-    subscription_id = subscription_id_of(event)
+    subscription_id = subscription_id_of(event) if event.get("type") in HANDLED else None  # others: no API call
     state = await gateway.retrieve_subscription(subscription_id) if subscription_id else None
     fetched_at = clock()
     async with database.system_scope("billing.stripe_event") as session:

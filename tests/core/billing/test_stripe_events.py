@@ -183,3 +183,21 @@ async def test_an_apply_that_fails_records_nothing_and_the_retry_applies_it(db: 
     assert await dms(db, user) == []
     assert await apply(db, checkout(user), state("active")) == "applied"  # Stripe's retry
     assert await plan_of(db, user) == "pro" and await dms(db, user) == ["Welcome to Pro"]
+
+
+async def test_the_grace_period_counts_from_when_payment_failed_not_from_the_period_end(
+    db: Database, user: UUID
+) -> None:
+    # Stripe moves the period on at the renewal, before the charge fails: the period ends a month from now.
+    now = datetime.now(UTC)
+    renewed = state("past_due", current_period_end=now + timedelta(days=30))
+    await apply(db, checkout(user), state("active"), now - timedelta(days=5))
+    await apply(db, sub_event("customer.subscription.updated", 1, "past_due"), renewed, now - timedelta(days=2))
+    assert await plan_of(db, user) == "pro"  # two days into the three-day grace
+    # Still past due at a later sync: the grace keeps counting from the first failure.
+    await apply(db, sub_event("customer.subscription.updated", 2, "past_due"), renewed, now - timedelta(days=1))
+    async with db.system_scope("test.age") as s:
+        await (await raw_connection(s)).execute(
+            "UPDATE subscriptions SET past_due_since = past_due_since - interval '2 days'"
+        )
+    assert await plan_of(db, user) == "free"  # four days past due: the card wasn't fixed
