@@ -52,6 +52,7 @@ from uuid import UUID
 
 import aiohttp
 import asyncpg
+import psutil
 import stripe
 from aiohttp import web
 
@@ -201,6 +202,8 @@ class Sender:
         if not self._conn.poll(60):
             raise RuntimeError("bench webhooks: the sender process did not start")
         self.stub_port: int = self._conn.recv()
+        assert self._proc.pid is not None
+        self.pid: int = self._proc.pid
 
     async def send(self, url: str, plan: Plan, order: list[int]) -> dict[str, Any]:
         # The payloads travel once per call (pickled bytes: a memcpy); only those this order sends.
@@ -246,6 +249,53 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     port = sock.getsockname()[1]
     await web.SockSite(runner, sock).start()
     return runner, f"http://127.0.0.1:{port}{PATH}"
+
+
+# ---------------------------------------------------------------------------------------- where the CPU goes
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of this process (the webhook app), the sender process (senders and Stripe
+    stub) and the Postgres cluster (postmaster and backends), accumulated per phase."""
+
+    GROUPS = ("webhook_app", "sender_and_stub", "postgres")
+
+    def __init__(self, sender_pid: int, workdir: str) -> None:
+        self.sender = psutil.Process(sender_pid)
+        self.postmaster = next(
+            p for p in psutil.process_iter(["cmdline"]) if any(workdir in a for a in p.info["cmdline"] or [])
+        )
+        self.totals: dict[str, dict[str, float]] = {}
+
+    def _now(self) -> dict[str, float]:
+        def cpu(procs: list[psutil.Process]) -> float:
+            total = 0.0
+            for proc in procs:
+                try:
+                    t = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += t.user + t.system
+            return total
+
+        backends = [self.postmaster, *self.postmaster.children(recursive=True)]
+        return {
+            "webhook_app": cpu([psutil.Process()]),
+            "sender_and_stub": cpu([self.sender]),
+            "postgres": cpu(backends),
+        }
+
+    def start(self) -> dict[str, float]:
+        return self._now()
+
+    def stop(self, phase: str, before: dict[str, float]) -> None:
+        after = self._now()
+        total = self.totals.setdefault(phase, dict.fromkeys(self.GROUPS, 0.0))
+        for group in self.GROUPS:
+            total[group] += after[group] - before[group]
+
+    def per_request_ms(self, phase: str, requests: int) -> dict[str, float]:
+        return {group: round(1000 * s / requests, 3) for group, s in self.totals[phase].items()}
 
 
 # ------------------------------------------------------------------------------------------- checking
@@ -357,6 +407,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
             floor.router.add_post(PATH, _baseline_webhook)
             floor_runner, floor_url = await _serve(floor)
             runners.append(floor_runner)
+            meter = CpuMeter(sender.pid, str(cluster.workdir))
 
             tally = Tally()
             progress(f"warming up: {len(plan.warmup)} customer.subscription.created (one per user), and the baseline")
@@ -370,7 +421,9 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
             for k, order in enumerate(plan.rounds):
                 phases = ["real", "baseline"] if k % 2 == 0 else ["baseline", "real"]
                 for phase in phases:
+                    before = meter.start()
                     answer = await sender.send(url if phase == "real" else floor_url, plan, order)
+                    meter.stop(phase, before)
                     if phase == "real":
                         tally.add(order, answer)
                         real_ns += answer["latency_ns"]
@@ -429,6 +482,8 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
         "duplicate_share": DUPLICATE_SHARE,
         "mix": {k: w / sum(w for _, w in MIX) for k, w in MIX},
         "warmup_events": len(plan.warmup),
+        "cpu_ms_per_request": meter.per_request_ms("real", requests),
+        "baseline_cpu_ms_per_request": meter.per_request_ms("baseline", len(floor_ns)),
         "outcomes": dict(tally.outcomes),
         "baseline_non_200": floor_bad,
         **{k: v for k, v in checks.items() if k not in results},
@@ -461,6 +516,8 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
                          f" {checks['stripe_events_rows']:,} stripe_events rows, {checks['dms']:,} DMs"
                          f" ({checks['dms_expected']:,} expected)"),
         ("outcomes", ", ".join(f"{k} {v:,}" for k, v in sorted(tally.outcomes.items()))),
+        ("cpu per request", ", ".join(f"{k} {v:.2f} ms" for k, v in params["cpu_ms_per_request"].items())),
+        ("baseline cpu", ", ".join(f"{k} {v:.2f} ms" for k, v in params["baseline_cpu_ms_per_request"].items())),
         ("load average", f"{load_before} before, {load_after} after ({os.cpu_count()} cpus)"),
         ("goal", "met" if results["goal_met"] else "NOT met"),
         ("total", f"{params['total_s']} s"),
