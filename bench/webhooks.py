@@ -278,12 +278,10 @@ class CpuMeter:
                 total += t.user + t.system
             return total
 
-        backends = [self.postmaster, *self.postmaster.children(recursive=True)]
-        return {
-            "webhook_app": cpu([psutil.Process()]),
-            "sender_and_stub": cpu([self.sender]),
-            "postgres": cpu(backends),
-        }
+        # Backends that exited (the pool's overflow connections close) live on in the postmaster's children_* times.
+        reaped = self.postmaster.cpu_times()
+        postgres = cpu([self.postmaster, *self.postmaster.children()]) + reaped.children_user + reaped.children_system
+        return {"webhook_app": cpu([psutil.Process()]), "sender_and_stub": cpu([self.sender]), "postgres": postgres}
 
     def start(self) -> dict[str, float]:
         return self._now()
