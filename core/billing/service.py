@@ -220,8 +220,9 @@ async def receive_event(
     subscription_id = subscription_id_of(event)
     state = await gateway.retrieve_subscription(subscription_id) if subscription_id else None
     fetched_at = clock()
-    async with database.system_scope("billing.stripe_event") as session:
-        return await apply_stripe_event(session, event, state, fetched_at=fetched_at)
+    # The bare-connection form of system_scope: one round trip fewer and no ORM session, on the webhook's hot path.
+    async with database.system_connection("billing.stripe_event") as conn:
+        return await apply_stripe_event(conn, event, state, fetched_at=fetched_at)
 
 
 async def customer_of(scope: Scope, user_id: UUID) -> str | None:

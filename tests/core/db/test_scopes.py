@@ -130,6 +130,30 @@ async def test_user_connection_is_the_same_scope_on_the_bare_connection(db: Data
             pass
 
 
+async def test_system_connection_is_system_scope_on_the_bare_connection(db: Database) -> None:
+    alice = await resolve_identity(db, console_handle="alice")
+    await resolve_identity(db, console_handle="bob")
+    with pytest.raises(ValueError):
+        async with db.system_connection("Robert'); DROP TABLE users; --"):
+            pass
+    async with db.system_connection("billing.stripe_event") as conn:
+        assert await conn.fetchval("SELECT current_user") == "tradedesk_system"
+        assert await conn.fetchval("SELECT current_setting('app.system_reason')") == "billing.stripe_event"
+        assert await conn.fetchval("SELECT current_setting('app.user_id')") == ""
+        assert await conn.fetchval("SELECT count(*) FROM users") == 2
+    with pytest.raises(RuntimeError):
+        async with db.system_connection("test.rollback") as conn:
+            await conn.execute("UPDATE users SET timezone = 'Asia/Tokyo'")
+            raise RuntimeError("boom")
+    async with db.user_scope(alice) as s:
+        assert (await run_sql(s, text("SELECT timezone FROM users"))).scalar_one() == "UTC"
+    async with db.engine.connect() as sa_conn:  # the pooled connection afterwards: back to tradedesk_user, nobody's
+        conn = (await sa_conn.get_raw_connection()).driver_connection
+        assert await conn.fetchval("SELECT current_user") == "tradedesk_user"
+        assert await conn.fetchval("SELECT coalesce(current_setting('app.system_reason', true), '')") == ""
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+
+
 async def test_the_app_roles_cannot_create_temporary_tables(db: Database) -> None:
     """pg_temp is searched before our schema: a temp table named like ours could shadow it for a definer function or
     for the next transaction on the same pooled connection. The roles have no TEMP privilege at all."""
