@@ -22,6 +22,7 @@ import asyncpg
 from sqlalchemy import Executable, Result, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.roles import SCHEMA, SYSTEM_ROLE, USER_ROLE
@@ -149,9 +150,15 @@ class Database:
                 raise
             await conn.execute("COMMIT")
         finally:
-            if conn.is_closed():
-                pooled.invalidate()  # a dead connection must not go back to the pool
-            pooled.close()
+
+            def release() -> None:
+                if conn.is_closed():
+                    pooled.invalidate()  # a dead connection must not go back to the pool
+                pooled.close()
+
+            # Checking in can close the connection (an overflow connection when the pool is full, an invalidated
+            # one): SQLAlchemy's asyncpg adapter then awaits through a greenlet, so it must run inside one.
+            await greenlet_spawn(release)
 
     @asynccontextmanager
     async def system_scope(self, reason: str) -> AsyncIterator[AsyncSession]:

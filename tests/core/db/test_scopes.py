@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -164,6 +165,40 @@ async def test_the_app_roles_cannot_create_temporary_tables(db: Database) -> Non
     with pytest.raises(Exception, match="permission denied to create temporary tables"):
         async with db.system_scope("test.temp") as s:
             await run_sql(s, text("CREATE TEMP TABLE notifications (id int)"))
+
+
+async def test_bare_connections_beyond_the_pool_are_closed_cleanly(
+    db_url: str, pg: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An overflow connection is closed when it comes back to a full pool: SQLAlchemy's asyncpg adapter does that
+    through a greenlet, so the bare-connection scopes must check in inside one (else: MissingGreenlet, logged and
+    the connection left open)."""
+    small = Database(db_url, pool_size=1, max_overflow=2, application_name="overflow-test")
+    try:
+        alice = await resolve_identity(small, console_handle="alice")
+        held = asyncio.Event()
+
+        async def hold(kind: str) -> None:
+            scope = small.user_connection(alice) if kind == "user" else small.system_connection("test.overflow")
+            async with scope as conn:
+                await conn.fetchval("SELECT 1")
+                await held.wait()
+
+        tasks = [asyncio.create_task(hold(k)) for k in ("user", "system", "user")]
+        await asyncio.sleep(0.2)
+        held.set()
+        await asyncio.gather(*tasks)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+        admin = await pg.admin()
+        try:
+            open_now = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'overflow-test'"
+            )
+        finally:
+            await admin.close()
+        assert open_now == 1  # the pool's one; the two overflow connections were closed
+    finally:
+        await small.dispose()
 
 
 async def test_a_dead_connection_is_not_handed_out_again(db_url: str, pg: Any) -> None:
