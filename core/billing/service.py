@@ -77,19 +77,20 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) else None
 
 
-async def _user_for(conn: asyncpg.Connection, customer_id: str | None, *hints: Any) -> UUID | None:
-    """The user of a customer: the link we keep, else the user id Checkout put in the metadata."""
+async def _user_for(conn: asyncpg.Connection, customer_id: str | None, *hints: Any) -> tuple[UUID | None, bool]:
+    """The user of a customer: the link we keep, else the user id Checkout put in the metadata; and whether the
+    customer is already linked to that user (then there is nothing to link)."""
     if customer_id:
         linked: UUID | None = await conn.fetchval(
             "SELECT user_id FROM billing_customers WHERE stripe_customer_id = $1", customer_id
         )
         if linked is not None:
-            return linked
+            return linked, True
     for hint in hints:
         user = _uuid(hint)
         if user is not None and await conn.fetchval("SELECT true FROM users WHERE id = $1", user):
-            return user
-    return None
+            return user, False
+    return None, False
 
 
 async def _link(conn: asyncpg.Connection, user_id: UUID, customer_id: str, livemode: bool) -> None:
@@ -169,7 +170,7 @@ async def apply_stripe_event(
         return Applied("ignored")
 
     metadata = (subscription.metadata if subscription else None) or obj.get("metadata") or {}
-    user = await _user_for(conn, customer_id, obj.get("client_reference_id"), metadata.get("user_id"))
+    user, linked = await _user_for(conn, customer_id, obj.get("client_reference_id"), metadata.get("user_id"))
     if user is None:
         await conn.execute(
             "UPDATE stripe_events SET status = 'unlinked', payload = $2::jsonb WHERE id = $1",
@@ -182,7 +183,7 @@ async def apply_stripe_event(
         return Applied("unlinked")
 
     was_pro = await _is_pro(conn, user, fetched_at)
-    if customer_id:
+    if customer_id and not linked:  # linked already: the upsert would rewrite the same row for nothing
         await _link(conn, user, customer_id, bool(event.get("livemode", False)))
     if subscription is not None:
         await _upsert(conn, user, subscription, fetched_at)
