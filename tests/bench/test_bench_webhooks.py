@@ -27,6 +27,7 @@ RESULT_KEYS = {
     "double_applied",
     "lost",
     "non_200",
+    "exactly_once",
     "goal_met",
 }
 PARAM_KEYS = {
@@ -41,6 +42,8 @@ PARAM_KEYS = {
     "stripe_events_rows",
     "dms",
     "dms_expected",
+    "db_pool",
+    "db_sessions",
     "cpu_ms_per_request",
     "baseline_cpu_ms_per_request",
     "goal_events_per_s",
@@ -62,6 +65,7 @@ def test_bench_webhooks_quick_applies_every_event_exactly_once(tmp_path: Path) -
     # Exactly once: nothing applied twice, nothing lost, every answer 200.
     assert results["double_applied"] == 0
     assert results["lost"] == 0 and results["non_200"] == 0
+    assert results["exactly_once"] is True
     requests = params["rounds"] * params["requests_per_round"]
     assert results["requests"] == requests
     assert results["duplicates"] == requests - params["distinct_events"]
