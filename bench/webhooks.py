@@ -504,7 +504,6 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
         "outcomes": dict(tally.outcomes),
         "baseline_non_200": floor_bad,
         **{k: v for k, v in checks.items() if k not in results},
-        "answered_applied_twice": checks["answered_applied_twice"],
         "unexpected_answers": tally.unexpected,
         "goal_events_per_s": GOAL_EVENTS_PER_S,
         "goal_p99_ms": GOAL_P99_MS,
