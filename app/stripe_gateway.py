@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import stripe
@@ -154,13 +155,19 @@ class StripeGateway:
         return session.url
 
     async def retrieve_subscription(self, subscription_id: str) -> SubscriptionState | None:
+        # The webhook's hot path (one call per event): `raw_request_async` is the same request, with the same
+        # retries and errors, but returns the parsed JSON rather than a tree of StripeObjects that `_plain` would
+        # only turn back into dicts (building and unbuilding it was ~0.5 ms of CPU per call, half the webhook's).
         try:
-            sub = await self._call("subscription", self._client.v1.subscriptions.retrieve_async(subscription_id))
+            response = await self._call(
+                "subscription",
+                self._client.raw_request_async("get", f"/v1/subscriptions/{quote(subscription_id, safe='')}"),
+            )
         except BillingRejected as exc:
             if exc.code == "resource_missing":
                 return None
             raise
-        return subscription_state(_plain(sub))
+        return subscription_state(response.data)
 
     async def undelivered_events(self, since: datetime) -> list[dict[str, Any]]:
         params: dict[str, Any] = {

@@ -27,6 +27,7 @@ def _registry() -> dict[str, BenchFn]:
     from bench.orders import bench_orders
     from bench.planner import bench_planner
     from bench.rls import bench_rls
+    from bench.webhooks import bench_webhooks
 
     return {
         "alerts": bench_alerts,
@@ -37,6 +38,7 @@ def _registry() -> dict[str, BenchFn]:
         "orders": bench_orders,
         "planner": bench_planner,
         "rls": bench_rls,
+        "webhooks": bench_webhooks,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -130,6 +131,30 @@ async def test_user_connection_is_the_same_scope_on_the_bare_connection(db: Data
             pass
 
 
+async def test_system_connection_is_system_scope_on_the_bare_connection(db: Database) -> None:
+    alice = await resolve_identity(db, console_handle="alice")
+    await resolve_identity(db, console_handle="bob")
+    with pytest.raises(ValueError):
+        async with db.system_connection("Robert'); DROP TABLE users; --"):
+            pass
+    async with db.system_connection("billing.stripe_event") as conn:
+        assert await conn.fetchval("SELECT current_user") == "tradedesk_system"
+        assert await conn.fetchval("SELECT current_setting('app.system_reason')") == "billing.stripe_event"
+        assert await conn.fetchval("SELECT current_setting('app.user_id')") == ""
+        assert await conn.fetchval("SELECT count(*) FROM users") == 2
+    with pytest.raises(RuntimeError):
+        async with db.system_connection("test.rollback") as conn:
+            await conn.execute("UPDATE users SET timezone = 'Asia/Tokyo'")
+            raise RuntimeError("boom")
+    async with db.user_scope(alice) as s:
+        assert (await run_sql(s, text("SELECT timezone FROM users"))).scalar_one() == "UTC"
+    async with db.engine.connect() as sa_conn:  # the pooled connection afterwards: back to tradedesk_user, nobody's
+        conn = (await sa_conn.get_raw_connection()).driver_connection
+        assert await conn.fetchval("SELECT current_user") == "tradedesk_user"
+        assert await conn.fetchval("SELECT coalesce(current_setting('app.system_reason', true), '')") == ""
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+
+
 async def test_the_app_roles_cannot_create_temporary_tables(db: Database) -> None:
     """pg_temp is searched before our schema: a temp table named like ours could shadow it for a definer function or
     for the next transaction on the same pooled connection. The roles have no TEMP privilege at all."""
@@ -140,6 +165,40 @@ async def test_the_app_roles_cannot_create_temporary_tables(db: Database) -> Non
     with pytest.raises(Exception, match="permission denied to create temporary tables"):
         async with db.system_scope("test.temp") as s:
             await run_sql(s, text("CREATE TEMP TABLE notifications (id int)"))
+
+
+async def test_bare_connections_beyond_the_pool_are_closed_cleanly(
+    db_url: str, pg: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An overflow connection is closed when it comes back to a full pool: SQLAlchemy's asyncpg adapter does that
+    through a greenlet, so the bare-connection scopes must check in inside one (else: MissingGreenlet, logged and
+    the connection left open)."""
+    small = Database(db_url, pool_size=1, max_overflow=2, application_name="overflow-test")
+    try:
+        alice = await resolve_identity(small, console_handle="alice")
+        held = asyncio.Event()
+
+        async def hold(kind: str) -> None:
+            scope = small.user_connection(alice) if kind == "user" else small.system_connection("test.overflow")
+            async with scope as conn:
+                await conn.fetchval("SELECT 1")
+                await held.wait()
+
+        tasks = [asyncio.create_task(hold(k)) for k in ("user", "system", "user")]
+        await asyncio.sleep(0.2)
+        held.set()
+        await asyncio.gather(*tasks)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+        admin = await pg.admin()
+        try:
+            open_now = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'overflow-test'"
+            )
+        finally:
+            await admin.close()
+        assert open_now == 1  # the pool's one; the two overflow connections were closed
+    finally:
+        await small.dispose()
 
 
 async def test_a_dead_connection_is_not_handed_out_again(db_url: str, pg: Any) -> None:
