@@ -212,7 +212,8 @@ async def chat(
                 discord_notifier, http = await _discord_notifier(settings)
                 # The session's listener prints console notifications (they are also published); the worker doesn't.
                 console = ConsoleNotifier(_Discard(), database)
-                worker = Worker(settings, database, RoutingNotifier(console, discord_notifier))
+                notifier = RoutingNotifier(console, discord_notifier, hold_discord=True)
+                worker = Worker(settings, database, notifier)
                 await worker.start()
                 with contextlib.suppress(TimeoutError):
                     await _wait_for_prices(database)

@@ -117,5 +117,8 @@ async def run(settings: Settings) -> None:
                 await lease.release()
             if bot is not None:
                 await bot.stop()
+            close = getattr(billing, "close", None)  # the Stripe gateway's HTTP session; the simulator has none
+            if close is not None:
+                await close()
             await database.dispose()
     log.info("stopped")

@@ -6,7 +6,7 @@ APScheduler 3 (4.x is still alpha). Jobs are thin: open a system_scope, call one
 from __future__ import annotations
 
 import logging
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
@@ -42,6 +42,8 @@ class WorkerJobs:
         self.hours = hours
         self.matcher = matcher
         self.billing = billing
+        # Usage is reported only where there is a meter to report to (the simulator keeps it; Stripe needs one).
+        self.billing_meters = billing is not None and billing.meters
 
     async def reconcile_billing(self) -> None:
         """Re-apply the events Stripe could not deliver (our endpoint was down, a deploy...), through the webhook's own
@@ -131,8 +133,17 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     scheduler.add_job(jobs.daily_digests, "interval", seconds=DIGEST_EVERY_S, id="notifications.digest")
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
     if jobs.billing is not None:
-        scheduler.add_job(jobs.reconcile_billing, "interval", seconds=RECONCILE_EVERY_S, id="billing.reconcile")
-        scheduler.add_job(jobs.report_usage, "interval", seconds=USAGE_REPORT_EVERY_S, id="billing.usage_report")
+        # First runs a minute after start: an interval trigger would otherwise wait a whole interval, and a process
+        # restarted more often than daily would never reconcile.
+        soon = datetime.now(UTC) + timedelta(seconds=60)
+        scheduler.add_job(
+            jobs.reconcile_billing, "interval", seconds=RECONCILE_EVERY_S, id="billing.reconcile", next_run_time=soon
+        )
+        if jobs.billing_meters:
+            scheduler.add_job(
+                jobs.report_usage, "interval", seconds=USAGE_REPORT_EVERY_S, id="billing.usage_report",
+                next_run_time=soon,
+            )  # fmt: skip
     scheduler.start()
     log.info(
         "scheduler: DAY-order expiry every %d s, alert and proposal expiry every %d s, "

@@ -80,10 +80,10 @@ async def webhook_secret(settings: Settings, database: Database) -> str:
             )
         return settings.stripe_webhook_secret.get_secret_value()
     async with database.system_scope("billing.simulator") as s:
+        # Insert-if-absent, then read: two processes starting at once end up with the one secret that won.
+        await put_state(s, SIMULATOR_STATE, {"secret": "whsec_sim_" + secrets.token_hex(24)}, replace=False)
         found = await get_state(s, SIMULATOR_STATE)
-        if found is None:
-            found = {"secret": "whsec_sim_" + secrets.token_hex(24)}
-            await put_state(s, SIMULATOR_STATE, found)
+    assert found is not None
     return str(found["secret"])
 
 
@@ -94,6 +94,11 @@ def billing_gateway(settings: Settings, database: Database, secret: str) -> Bill
 
         if settings.stripe_price_pro is None:
             raise SetupError("STRIPE_SECRET_KEY is set but STRIPE_PRICE_PRO is not: set the Pro price's id (price_...)")
+        if settings.stripe_price_pro_metered is not None and settings.stripe_meter_event is None:
+            raise SetupError(
+                "STRIPE_PRICE_PRO_METERED is set but STRIPE_METER_EVENT is not: set the meter's event name, "
+                "or the overage could never be reported"
+            )
         return StripeGateway(
             settings.stripe_secret_key.get_secret_value(),
             price_pro=settings.stripe_price_pro,
@@ -103,7 +108,8 @@ def billing_gateway(settings: Settings, database: Database, secret: str) -> Bill
     return BillingSimulator(
         database,
         public_url=settings.public_url,
-        webhook_url=f"http://{settings.web_host}:{settings.web_port}/stripe/webhook",
+        # This process's own web app, by loopback: the bind address may be 0.0.0.0 or ::, not a place to connect to.
+        webhook_url=f"http://127.0.0.1:{settings.web_port}/stripe/webhook",
         webhook_secret=secret,
         price_pro=settings.stripe_price_pro or "price_simulated_pro",
     )

@@ -34,6 +34,7 @@ from core.billing.gateway import (
     CheckoutLink,
     CheckoutRequest,
     SubscriptionState,
+    subscription_state,  # re-exported for callers
 )
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class StripeGateway:
         self.price_pro = price_pro
         self.price_pro_metered = price_pro_metered
         self.meter_event = meter_event
+        self.meters = meter_event is not None
         # No network and no aiohttp session here: AIOHTTPClient opens its session on the first request.
         self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout_s))
         self._client = stripe.StripeClient(
@@ -201,28 +203,3 @@ class StripeGateway:
                 log.info("stripe: meter event %s was already reported", identifier)
                 return
             raise
-
-
-def subscription_state(sub: dict[str, Any]) -> SubscriptionState:
-    """A Stripe `subscription` (plain JSON) as core's SubscriptionState. The period end lives on the items in current
-    API versions; with several items (licensed + metered) the subscription runs until the latest of them."""
-    items = (sub.get("items") or {}).get("data") or []
-    ends = [int(i["current_period_end"]) for i in items if i.get("current_period_end") is not None]
-    if not ends and sub.get("current_period_end") is not None:  # API versions before 2025-03-31
-        ends = [int(sub["current_period_end"])]
-    customer = sub.get("customer")
-    if isinstance(customer, dict):  # expanded
-        customer = customer.get("id")
-    return SubscriptionState(
-        id=str(sub["id"]),
-        customer_id=str(customer),
-        status=str(sub["status"]),
-        price_ids=tuple(str(i["price"]["id"]) for i in items if i.get("price")),
-        current_period_end=_ts(max(ends)) if ends else None,
-        trial_end=_ts(sub.get("trial_end")),
-        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-        canceled_at=_ts(sub.get("canceled_at")),
-        ended_at=_ts(sub.get("ended_at")),
-        created=_ts(sub["created"]) or datetime.fromtimestamp(0, tz=UTC),
-        metadata={str(k): str(v) for k, v in (sub.get("metadata") or {}).items()},
-    )

@@ -70,7 +70,13 @@ class ProposalButton(
         desk = _desk(interaction)
         who = await desk.identify_discord(interaction.user.id, interaction.user.name)
         if self.action == "cancel":
-            await desk.cancel_proposal(who.user_id, self.proposal_id)
+            proposal = await desk.cancel_proposal(who.user_id, self.proposal_id)
+            if proposal.status == "confirmed":  # a confirm got there first (its message edit may have failed)
+                await interaction.response.edit_message(
+                    content="Too late to cancel: this order was already confirmed. /orders shows it.", embed=None,
+                    view=None,
+                )  # fmt: skip
+                return
             await interaction.response.edit_message(content="Canceled: nothing was placed.", embed=None, view=None)
             return
         result = await desk.confirm(who.user_id, self.proposal_id)

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from uuid import UUID
 
-from core.db.database import Database
+from core.db.database import Database, raw_connection
 from core.db.listen import ChangeListener
 
 
@@ -38,3 +39,21 @@ async def listening(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def make_pro(db: Database, user: UUID, until: datetime) -> None:
+    """Give `user` an active Pro subscription, as the Stripe webhook would write it."""
+    async with db.system_scope("test.make_pro") as s:
+        conn = await raw_connection(s)
+        customer = f"cus_{user.hex[:12]}"
+        await conn.execute(
+            "INSERT INTO billing_customers (user_id, stripe_customer_id) VALUES ($1, $2)", user, customer
+        )
+        await conn.execute(
+            "INSERT INTO subscriptions (id, user_id, stripe_customer_id, plan, status, current_period_end) "
+            "VALUES ($1, $2, $3, 'pro', 'active', $4)",
+            f"sub_{user.hex[:12]}",
+            user,
+            customer,
+            until,
+        )

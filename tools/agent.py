@@ -38,6 +38,7 @@ from tools.replies import render_reply
 log = logging.getLogger("tradedesk.agent")
 
 MAX_MESSAGE_CHARS = 2_000
+MAX_CALLS_PER_ROUND = 8
 TRANSIENT = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
 
 SYSTEM_PROMPT = f"""You are TradeDesk, a paper-trading assistant in Discord. You answer questions about the user's
@@ -208,7 +209,15 @@ class Agent:
                     ],
                 }
             )
-            results = await asyncio.gather(*(run_tool(ctx, c.function.name, c.function.arguments) for c in calls))
+            # At most MAX_CALLS_PER_ROUND run (each opens a database scope); the rest are answered as refused.
+            results = await asyncio.gather(
+                *(
+                    run_tool(ctx, c.function.name, c.function.arguments)
+                    if i < MAX_CALLS_PER_ROUND
+                    else _too_many(c.function.name)
+                    for i, c in enumerate(calls)
+                )
+            )
             for call, result in zip(calls, results, strict=True):
                 self._trace(result)
                 reply.results.append(result)
@@ -259,6 +268,11 @@ class Agent:
         reply.interventions += 1
         log.warning("grounding: regenerated reply still had %s; sending the plain tool results", verdict.ungrounded)
         return _fallback(reply.results)
+
+
+async def _too_many(name: str) -> ToolResult:
+    message = f"Only {MAX_CALLS_PER_ROUND} tool calls run per round; ask for this one again if you still need it."
+    return ToolResult(name, {}, {"ok": False, "error": "too_many_calls", "message": message})
 
 
 def _fallback(results: list[ToolResult]) -> str:

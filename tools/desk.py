@@ -113,10 +113,11 @@ class Desk:
 
     # -- who is asking ------------------------------------------------------------------------------------------
 
-    async def identify_discord(self, discord_id: int, display_name: str | None = None) -> Who:
-        """The user for a Discord account (created on first contact); reopens their DMs if we had marked them closed."""
+    async def identify_discord(self, discord_id: int, display_name: str | None = None, *, reopen: bool = True) -> Who:
+        """The user for a Discord account (created on first contact); reopens their DMs if we had marked them closed
+        (not for `reopen=False`: an autocomplete request, whose answer can't carry the notice of what waited)."""
         identity = await identify(self.db, discord_id=discord_id, display_name=display_name)
-        return await self._reopen(identity.user_id, identity.dms_closed)
+        return await self._reopen(identity.user_id, identity.dms_closed and reopen)
 
     async def identify_console(self, handle: str) -> Who:
         identity = await identify(self.db, console_handle=handle)
@@ -273,7 +274,7 @@ class Desk:
                 s,
                 self.broker,
                 proposal_id,
-                quotes=self.quotes,
+                stale_after=self.config.stale_after,
                 now=self.clock(),
                 max_drift_bps=self.config.max_drift_bps,
                 ttl=self.config.proposal_ttl,

@@ -21,22 +21,25 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import stripe
 from aiohttp import web
 
 from core.billing.gateway import BillingUnavailable, CheckoutLink, CheckoutRequest, SubscriptionState
-from core.db.database import Database
-from core.db.state import get_state, put_state
+from core.db.database import Database, raw_connection
+from core.db.state import get_state
 
 log = logging.getLogger("tradedesk.billing.simulator")
+T = TypeVar("T")
 
 STATE_KEY = "billing.simulator"
 SESSION_TTL = timedelta(hours=1)
 PERIOD = timedelta(days=30)
+KEEP = timedelta(days=40)  # undelivered events and usage reports older than this are pruned
 API_VERSION = "2026-07-29.dahlia"
 
 
@@ -46,6 +49,7 @@ def _id(prefix: str) -> str:
 
 class BillingSimulator:
     mode = "simulator"
+    meters = True  # it keeps the usage reports it gets, as a meter would
 
     def __init__(self, database: Database, *, public_url: str, webhook_url: str, webhook_secret: str, price_pro: str):
         self.database = database
@@ -78,11 +82,30 @@ class BillingSimulator:
     async def _load(self) -> dict[str, Any]:
         async with self.database.system_scope("billing.simulator") as s:
             state = await get_state(s, STATE_KEY)
-        return state or {"subscriptions": {}, "customers": {}, "undelivered": [], "usage": {}}
+        return state or _empty()
 
-    async def _save(self, state: dict[str, Any]) -> None:
+    async def _update(self, change: Callable[[dict[str, Any]], T]) -> T:
+        """Change the state under its row lock: two checkouts (or a checkout and the metering job) can't lose each
+        other's writes. Old undelivered events and usage reports are pruned on the way."""
         async with self.database.system_scope("billing.simulator") as s:
-            await put_state(s, STATE_KEY, state)
+            conn = await raw_connection(s)
+            await conn.execute(
+                "INSERT INTO app_state (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) DO NOTHING",
+                STATE_KEY,
+                json.dumps(_empty()),
+            )
+            raw = await conn.fetchval("SELECT value FROM app_state WHERE key = $1 FOR UPDATE", STATE_KEY)
+            state: dict[str, Any] = _empty() | (json.loads(raw) if isinstance(raw, str) else raw)
+            result = change(state)
+            oldest = time.time() - KEEP.total_seconds()
+            state["undelivered"] = [e for e in state["undelivered"] if e["created"] >= oldest]
+            state["usage"] = {k: v for k, v in state["usage"].items() if v.get("ts", oldest) >= oldest}
+            await conn.execute(
+                "UPDATE app_state SET value = $2::jsonb, updated_at = now() WHERE key = $1",
+                STATE_KEY,
+                json.dumps(state),
+            )
+        return result
 
     # -- BillingGateway ---------------------------------------------------------------------------------------------
 
@@ -117,38 +140,47 @@ class BillingSimulator:
         return [e for e in events if e["created"] >= since.timestamp()]
 
     async def report_usage(self, *, customer_id: str, identifier: str, value: int, at: datetime) -> None:
-        state = await self._load()
-        state["usage"].setdefault(identifier, {"customer": customer_id, "value": value, "at": at.isoformat()})
-        await self._save(state)
+        entry = {"customer": customer_id, "value": value, "at": at.isoformat(), "ts": at.timestamp()}
+        await self._update(lambda state: state["usage"].setdefault(identifier, entry))  # one per identifier
 
     # -- what the pages do ------------------------------------------------------------------------------------------
 
     async def complete_checkout(self, session: dict[str, Any]) -> str:
-        """The user paid (in simulation): create the customer and subscription, deliver Stripe's events."""
-        state = await self._load()
+        """The user paid (in simulation): create the customer and subscription, deliver Stripe's events. A session
+        completes once, as on Stripe: paying again (a double submit, a second tab) changes nothing."""
         now = int(time.time())
-        customer = session.get("customer") or _id("cus")
-        state["customers"][customer] = {"user": session["user"]}
         trial_days = session.get("trial_days")
-        subscription = {
-            "id": _id("sub"),
-            "customer": customer,
-            "status": "trialing" if trial_days else "active",
-            "price": self.price_pro,
-            "current_period_end": now + int(PERIOD.total_seconds()),
-            "trial_end": now + int(trial_days) * 86_400 if trial_days else None,
-            "cancel_at_period_end": False,
-            "canceled_at": None,
-            "ended_at": None,
-            "created": now,
-            "metadata": {"user_id": session["user"]},
-        }
-        state["subscriptions"][subscription["id"]] = subscription
-        await self._save(state)
+
+        def complete(state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+            done = state["completed"].get(session["session"])
+            if done is not None:
+                return state["subscriptions"][done], False
+            customer = session.get("customer") or _id("cus")
+            state["customers"][customer] = {"user": session["user"]}
+            sub = {
+                "id": _id("sub"),
+                "customer": customer,
+                "status": "trialing" if trial_days else "active",
+                "price": self.price_pro,
+                "current_period_end": now + int(PERIOD.total_seconds()),
+                "trial_end": now + int(trial_days) * 86_400 if trial_days else None,
+                "cancel_at_period_end": False,
+                "canceled_at": None,
+                "ended_at": None,
+                "created": now,
+                "metadata": {"user_id": session["user"]},
+            }
+            state["subscriptions"][sub["id"]] = sub
+            state["completed"][session["session"]] = sub["id"]
+            return sub, True
+
+        subscription, new = await self._update(complete)
+        if not new:
+            return str(subscription["id"])
         checkout = {
             "id": session["session"], "object": "checkout.session", "mode": "subscription", "status": "complete",
-            "customer": customer, "subscription": subscription["id"], "client_reference_id": session["user"],
-            "metadata": {"user_id": session["user"]},
+            "customer": subscription["customer"], "subscription": subscription["id"],
+            "client_reference_id": session["user"], "metadata": {"user_id": session["user"]},
         }  # fmt: skip
         await self._deliver("checkout.session.completed", checkout)
         await self._deliver("customer.subscription.created", _object(subscription))
@@ -157,15 +189,20 @@ class BillingSimulator:
         return str(subscription["id"])
 
     async def cancel_subscription(self, customer_id: str) -> bool:
-        state = await self._load()
         now = int(time.time())
-        for sub in state["subscriptions"].values():
-            if sub["customer"] == customer_id and sub["status"] in ("trialing", "active", "past_due"):
-                sub.update(status="canceled", canceled_at=now, ended_at=now)
-                await self._save(state)
-                await self._deliver("customer.subscription.deleted", _object(sub))
-                return True
-        return False
+
+        def cancel(state: dict[str, Any]) -> dict[str, Any] | None:
+            for sub in state["subscriptions"].values():
+                if sub["customer"] == customer_id and sub["status"] in ("trialing", "active", "past_due"):
+                    sub.update(status="canceled", canceled_at=now, ended_at=now)
+                    return dict(sub)
+            return None
+
+        canceled = await self._update(cancel)
+        if canceled is None:
+            return False
+        await self._deliver("customer.subscription.deleted", _object(canceled))
+        return True
 
     async def subscriptions_of(self, customer_id: str) -> list[dict[str, Any]]:
         return [s for s in (await self._load())["subscriptions"].values() if s["customer"] == customer_id]
@@ -191,9 +228,11 @@ class BillingSimulator:
             problem = f"{type(exc).__name__}: {exc}"
         log.warning("billing simulator: %s %s not delivered (%s); the reconciliation job will retry", kind, event["id"],
                     problem)  # fmt: skip
-        state = await self._load()
-        state["undelivered"].append(event)
-        await self._save(state)
+        await self._update(lambda state: state["undelivered"].append(event))
+
+
+def _empty() -> dict[str, Any]:
+    return {"subscriptions": {}, "customers": {}, "completed": {}, "undelivered": [], "usage": {}}
 
 
 def _ts(value: Any) -> datetime | None:

@@ -11,8 +11,10 @@ from tools.desk import Desk, Who
 
 
 async def who(desk: Desk, interaction: discord.Interaction) -> Who:
-    """The TradeDesk user behind this interaction (created on first contact)."""
-    return await desk.identify_discord(interaction.user.id, interaction.user.name)
+    """The TradeDesk user behind this interaction (created on first contact). An autocomplete request doesn't reopen
+    closed DMs: its answer can't tell the user what waited, so the next real command does."""
+    reopen = interaction.type != discord.InteractionType.autocomplete
+    return await desk.identify_discord(interaction.user.id, interaction.user.name, reopen=reopen)
 
 
 def with_notice(reply: Reply, person: Who) -> Reply:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -13,6 +15,7 @@ from core.billing.gateway import BillingRejected, BillingUnavailable
 from core.errors import DomainError
 from tools.desk import Desk
 
+log = logging.getLogger("tradedesk.bot")
 UNAVAILABLE = "Billing is unavailable right now; please try again in a minute."
 
 
@@ -38,7 +41,10 @@ class BillingCog(commands.Cog, name="Billing"):
             person = await who(self.desk, interaction)
             try:
                 link = await self.desk.upgrade_link(person.user_id)
-            except (BillingUnavailable, BillingRejected):
+            except BillingUnavailable:
+                raise BillingUnreachable(UNAVAILABLE) from None
+            except BillingRejected as exc:  # our configuration (a key or price id), not the user's doing
+                log.error("billing: Stripe refused the checkout (%s, %s): check STRIPE_* settings", exc.status, exc)
                 raise BillingUnreachable(UNAVAILABLE) from None
             if link is None:
                 return with_notice(Reply(content="You're on Pro already. /billing manages your subscription."), person)
@@ -70,7 +76,11 @@ class BillingCog(commands.Cog, name="Billing"):
                 return with_notice(Reply(content=f"{status}. /upgrade to get Pro."), person)
             try:
                 url = await self.desk.billing_link(person.user_id)
-            except (BillingUnavailable, BillingRejected):
+            except BillingUnavailable:
+                raise BillingUnreachable(UNAVAILABLE) from None
+            except BillingRejected as exc:
+                log.error("billing: Stripe refused the portal session (%s, %s): check the portal's configuration",
+                          exc.status, exc)  # fmt: skip
                 raise BillingUnreachable(UNAVAILABLE) from None
             text = f"{status}. Manage your subscription and payment method here (the link expires soon):"
             return with_notice(Reply(content=text, view=_link("Manage billing", url)), person)

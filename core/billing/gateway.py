@@ -8,7 +8,7 @@ call: callers make them outside database transactions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -90,3 +90,32 @@ class BillingGateway(Protocol):
     async def report_usage(self, *, customer_id: str, identifier: str, value: int, at: datetime) -> None:
         """One metered usage event; `identifier` makes a retried report count once."""
         ...
+
+
+def subscription_state(sub: dict[str, Any]) -> SubscriptionState:
+    """A Stripe `subscription` (plain JSON) as core's SubscriptionState. The period end lives on the items in current
+    API versions; with several items (licensed + metered) the subscription runs until the latest of them."""
+    items = (sub.get("items") or {}).get("data") or []
+    ends = [int(i["current_period_end"]) for i in items if i.get("current_period_end") is not None]
+    if not ends and sub.get("current_period_end") is not None:  # API versions before 2025-03-31
+        ends = [int(sub["current_period_end"])]
+    customer = sub.get("customer")
+    if isinstance(customer, dict):  # expanded
+        customer = customer.get("id")
+    return SubscriptionState(
+        id=str(sub["id"]),
+        customer_id=str(customer),
+        status=str(sub["status"]),
+        price_ids=tuple(str(i["price"]["id"]) for i in items if i.get("price")),
+        current_period_end=_ts(max(ends)) if ends else None,
+        trial_end=_ts(sub.get("trial_end")),
+        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        canceled_at=_ts(sub.get("canceled_at")),
+        ended_at=_ts(sub.get("ended_at")),
+        created=_ts(sub["created"]) or datetime.fromtimestamp(0, tz=UTC),
+        metadata={str(k): str(v) for k, v in (sub.get("metadata") or {}).items()},
+    )
+
+
+def _ts(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value), tz=UTC)

@@ -85,9 +85,13 @@ class Overage:
 _UNREPORTED = """
 WITH recent AS (
     SELECT e.id, e.user_id, e.quantity, e.occurred_at, e.reported_at,
-           sum(e.quantity) OVER (PARTITION BY e.user_id, (e.occurred_at AT TIME ZONE u.timezone)::date
+           sum(e.quantity) OVER (PARTITION BY e.user_id, (e.occurred_at AT TIME ZONE z.name)::date
                                  ORDER BY e.id) AS running
       FROM usage_events e JOIN users u ON u.id = e.user_id
+      -- A time zone Postgres doesn't know (users set their own) counts as UTC rather than failing everyone's report.
+      CROSS JOIN LATERAL (
+          SELECT coalesce((SELECT name FROM pg_timezone_names WHERE name = u.timezone), 'UTC') AS name
+      ) z
      WHERE e.kind = 'ai_question' AND e.occurred_at >= $1::timestamptz - interval '2 days'
 )
 SELECT r.id, r.quantity, r.occurred_at, r.running, bc.stripe_customer_id,

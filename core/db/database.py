@@ -11,6 +11,7 @@ when the block ends and rolls back on an exception. Core services take the sessi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -146,14 +147,17 @@ class Database:
                 yield conn
             except BaseException:
                 if not conn.is_closed():
-                    await conn.execute("ROLLBACK")
+                    with contextlib.suppress(*DATABASE_ERRORS):  # a failed ROLLBACK is handled at check-in below
+                        await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
         finally:
 
             def release() -> None:
-                if conn.is_closed():
-                    pooled.invalidate()  # a dead connection must not go back to the pool
+                # A dead connection, or one still in a transaction (BEGIN, COMMIT or ROLLBACK failed, or a cancel cut
+                # in), must not go back to the pool: the next user would run inside someone else's transaction.
+                if conn.is_closed() or conn.is_in_transaction():
+                    pooled.invalidate()
                 pooled.close()
 
             # Checking in can close the connection (an overflow connection when the pool is full, an invalidated

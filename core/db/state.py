@@ -19,11 +19,12 @@ async def get_state(session: AsyncSession, key: str) -> dict[str, Any] | None:
     return loaded
 
 
-async def put_state(session: AsyncSession, key: str, value: dict[str, Any]) -> None:
+async def put_state(session: AsyncSession, key: str, value: dict[str, Any], *, replace: bool = True) -> None:
+    """Store `value` under `key`; with replace=False, only if the key has no value yet."""
     conn = await raw_connection(session)
+    on_conflict = "DO UPDATE SET value = EXCLUDED.value, updated_at = now()" if replace else "DO NOTHING"
     await conn.execute(
-        "INSERT INTO app_state (key, value) VALUES ($1, $2::jsonb)"
-        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+        f"INSERT INTO app_state (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) {on_conflict}",
         key,
         json.dumps(value),
     )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import asyncpg
 from sqlalchemy import text
 
 from core.db.database import Database
@@ -71,6 +72,15 @@ class BusQuoteSource:
     async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         found = {s: await self.quote(s) for s in symbols}
         return {s: q for s, q in found.items() if q is not None}
+
+
+async def read_quote(conn: asyncpg.Connection, symbol: str, *, now: datetime, stale_after: timedelta) -> Quote | None:
+    """A quote read on the caller's own connection, inside its transaction (last_prices, as DbQuoteSource reads it):
+    for code that holds row locks and must not wait for a second pooled connection."""
+    row = await conn.fetchrow("SELECT symbol, price, ts, source FROM last_prices WHERE symbol = $1", symbol)
+    if row is None:
+        return None
+    return Quote(row["symbol"], row["price"], row["ts"], row["source"], stale=_is_stale(row["ts"], now - stale_after))
 
 
 def _is_stale(ts: datetime, oldest_fresh: datetime) -> bool:

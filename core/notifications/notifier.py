@@ -83,6 +83,7 @@ class Notifier(Protocol):
 
 
 CONSOLE_CHANNEL = "tradedesk_console"
+HOLD_FOR_DISCORD_S = 300.0
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _NOTIFY_LIMIT = 7_000  # Postgres refuses NOTIFY payloads of 8000 bytes or more
 
@@ -213,13 +214,21 @@ class RateLimitedNotifier:
 
 
 class RoutingNotifier:
-    """Discord users get DMs through `discord`; console users (and everyone, without Discord) the console."""
+    """Discord users get DMs through `discord`; console users (and everyone, without Discord) the console.
 
-    def __init__(self, console: Notifier, discord: Notifier | None = None) -> None:
+    `hold_discord`: a process that can't DM (a `tradedesk chat` running the worker without DISCORD_TOKEN) keeps
+    Discord users' notifications for a process that can, instead of printing them where nobody reads them.
+    """
+
+    def __init__(self, console: Notifier, discord: Notifier | None = None, *, hold_discord: bool = False) -> None:
         self.console = console
         self.discord = discord
+        self.hold_discord = hold_discord
 
     async def send(self, message: OutgoingMessage) -> Delivery:
-        if self.discord is not None and message.discord_id is not None:
-            return await self.discord.send(message)
+        if message.discord_id is not None:
+            if self.discord is not None:
+                return await self.discord.send(message)
+            if self.hold_discord:
+                return RetryLater("this process has no Discord bot to DM with", retry_after=HOLD_FOR_DISCORD_S)
         return await self.console.send(message)

@@ -25,9 +25,10 @@ from uuid import UUID
 
 import asyncpg
 
+from core.billing.entitlements import entitlements
 from core.db.database import Scope, scope_connection
-from core.errors import Conflict, DomainError, InvalidInput, NotFound, QuoteUnavailable
-from core.market.quotes import QuoteSource
+from core.errors import Conflict, DomainError, EntitlementRequired, InvalidInput, NotFound, QuoteUnavailable
+from core.market.quotes import read_quote
 from core.market.ticks import Quote
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.models import OrderView
@@ -161,6 +162,7 @@ async def propose_order(
         raise ValueError(f"unknown proposal origin {origin!r}")
     conn = await scope_connection(scope)
     estimate = await _dry_run(conn, broker, request)  # first: an unknown symbol or a bad quantity says so
+    await _check_plan(conn, str(request.type))
     if quote is None or quote.symbol != estimate.symbol:
         raise QuoteUnavailable(f"There is no price for {estimate.symbol} yet; try again in a moment.")
     if request.type == OrderType.MARKET and quote.stale:
@@ -190,6 +192,15 @@ async def propose_order(
         estimate_status=estimate.status,
         estimate_price=estimate.avg_fill_price,
     )
+
+
+async def _check_plan(conn: asyncpg.Connection, order_type: str) -> None:
+    plan = await entitlements(conn)
+    if order_type not in plan.order_types:
+        kind = order_type.replace("_", "-")
+        allowed = " and ".join(sorted(t.replace("_", "-") for t in plan.order_types))
+        raise EntitlementRequired(f"{kind.capitalize()} orders are a Pro feature; your {plan.plan} plan has {allowed} "
+                                  "orders. /upgrade to get them.")  # fmt: skip
 
 
 async def propose_cancel(
@@ -233,14 +244,14 @@ async def confirm_proposal(
     broker: PaperBroker,
     proposal_id: UUID,
     *,
-    quotes: QuoteSource,
+    stale_after: timedelta,
     now: datetime,
     max_drift_bps: Decimal = DEFAULT_MAX_DRIFT_BPS,
     ttl: timedelta = DEFAULT_TTL,
 ) -> Confirmed | Requoted:
     """Carry out a pending proposal; a repeated confirmation returns the order the first one placed.
 
-    The current quote comes from `quotes`, read after the proposal is locked, for the drift check.
+    The current quote is read from last_prices after the proposal is locked, for the drift check.
     """
     conn = await scope_connection(scope)
     row = await _locked(conn, proposal_id)
@@ -258,7 +269,9 @@ async def confirm_proposal(
         decided = await conn.fetchrow(_DECIDE, proposal_id, "confirmed", now)
         return Confirmed(_proposal(decided), order)
     assert proposal.symbol is not None
-    quote = await quotes.quote(proposal.symbol)  # read now, after the lock: the price the order meets
+    # Read now, after the lock, on this transaction's own connection: holding the lock while waiting for a second
+    # pooled connection could starve the pool under many concurrent confirms.
+    quote = await read_quote(conn, proposal.symbol, now=now, stale_after=stale_after)
     if proposal.type == OrderType.MARKET:
         assert proposal.quote_price is not None
         if quote is None or quote.stale:
@@ -268,6 +281,7 @@ async def confirm_proposal(
             old = _proposal(await conn.fetchrow(_DECIDE, proposal_id, "canceled", now))
             new = await propose_order(conn, broker, old.request(), quote=quote, origin="command", now=now, ttl=ttl)
             return Requoted(old, new, drift)
+    await _check_plan(conn, str(proposal.type))  # the plan may have changed since the proposal
     order = await broker.submit(conn, proposal.request())
     decided = await conn.fetchrow(_DECIDE, proposal_id, "confirmed", now)
     return Confirmed(_proposal(decided, simulated=quote.simulated if quote else False), order)

@@ -12,8 +12,9 @@ from sqlalchemy import text
 
 from app.scheduler import WorkerJobs
 from app.stripe_gateway import StripeGateway
-from bench.fake_stripe import FakeStripe, subscription_created
+from bench.fake_stripe import FakeStripe, subscription, subscription_created, subscription_deleted
 from core.billing.entitlements import PRO
+from core.billing.service import receive_event
 from core.db.database import Database, raw_connection, run_sql
 from core.db.identity import resolve_identity
 from core.market.sessions import MarketHours
@@ -107,3 +108,16 @@ async def test_overage_beyond_pros_included_questions_is_reported_once(
     async with db.system_scope("test.read") as s:
         left = await (await raw_connection(s)).fetchval("SELECT count(*) FROM usage_events WHERE reported_at IS NULL")
     assert left == 0
+
+
+async def test_a_subscription_stripe_cannot_find_is_applied_from_the_events_own_snapshot(
+    db: Database, stripe: tuple[FakeStripe, StripeGateway]
+) -> None:
+    _, gateway = stripe
+    user = await resolve_identity(db, discord_id=888)
+    sub = subscription(customer="cus_Unknown1", status="canceled", metadata={"user_id": str(user)})
+    event = subscription_deleted(sub)  # the stub has no such subscription: retrieve answers resource_missing
+    outcome = await receive_event(db, gateway, event, lambda: datetime.now(UTC))
+    assert outcome.status == "applied"
+    async with db.user_scope(user) as s:
+        assert await (await raw_connection(s)).fetchval("SELECT status FROM subscriptions") == "canceled"

@@ -98,6 +98,11 @@ async def test_upgrade_through_the_simulator_to_pro_and_cancel_back_to_free(
 
         assert await plan(chat) == "pro"
         assert await outbox_titles(chat) == ["Welcome to Pro"]
+        async with http.post(checkout, data={"action": "pay"}, allow_redirects=False) as again:  # a second tab
+            assert again.status == 303
+        user = await chat.user_id(chat.fake.payloads.default_user)
+        async with chat.db.user_scope(user) as s:
+            assert await (await raw_connection(s)).fetchval("SELECT count(*) FROM subscriptions") == 1
         record = await chat.send(chat.fake.payloads.slash_command("upgrade"))
         assert record.callback_data["content"].startswith("You're on Pro already")
 

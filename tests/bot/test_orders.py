@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from bench.fake_discord import option
 from tests.bot.conftest import EPHEMERAL, Chat
+from tests.helpers import make_pro
 
 UPDATE_MESSAGE = 7
 MESSAGE = 4
@@ -135,6 +137,7 @@ async def test_cancel_button_places_nothing_and_confirm_after_it_is_refused(chat
 async def test_every_order_type_and_time_in_force_is_proposed_as_asked(
     chat: Chat, options: tuple[dict[str, Any], ...], kind: str, limit: str | None, stop: str | None, tif: str
 ) -> None:
+    await make_pro(chat.db, await chat.user_id(chat.fake.payloads.default_user), chat.clock() + timedelta(days=30))
     data = await propose(chat, option("symbol", "AAPL"), option("qty", "1"), *options)
     text = data["embeds"][0]["description"]
     expected = f"BUY 1 AAPL {kind}" + (f" stop {stop}" if stop else "") + (f" limit {limit}" if limit else "")
@@ -243,3 +246,15 @@ def test_qty_is_never_a_float_option() -> None:
     for command in (OrdersCog.buy, OrdersCog.sell):
         kinds = {p.name: p.type.name for p in command.parameters}
         assert kinds["qty"] == kinds["limit"] == kinds["stop"] == "string"
+
+
+async def test_stop_orders_are_a_pro_feature(chat: Chat) -> None:
+    record = await chat.send(
+        chat.fake.payloads.slash_command("buy", option("symbol", "AAPL"), option("qty", "1"), option("type", "stop"),
+                                         option("stop", "250"))
+    )  # fmt: skip
+    assert record.callback_flags & EPHEMERAL
+    assert record.callback_data["content"].startswith(
+        "Stop orders are a Pro feature; your free plan has limit and market"
+    )
+    assert await chat.count(chat.fake.payloads.default_user, "order_proposals") == 0

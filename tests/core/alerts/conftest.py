@@ -10,12 +10,13 @@ from uuid import UUID
 import pytest
 
 from core.alerts.engine import AlertEngine
-from core.db.database import Database, raw_connection
+from core.db.database import Database
 from core.db.identity import resolve_identity
 from core.db.listen import ChangeListener
 from tests.core.orders import conftest as _orders
 from tests.core.orders.conftest import Clock
 from tests.helpers import listening
+from tests.helpers import make_pro as give_pro
 
 # The broker tests' fixtures, shared: the clock, and the instruments with their last prices.
 clock = _orders.clock
@@ -34,20 +35,7 @@ async def bob(db: Database, market: Any) -> UUID:
 
 async def make_pro(db: Database, user: UUID, clock: Clock) -> None:
     """Give `user` an active pro subscription, as the Stripe webhook would write it."""
-    async with db.system_scope("test.make_pro") as s:
-        conn = await raw_connection(s)
-        customer = f"cus_{user.hex[:12]}"
-        await conn.execute(
-            "INSERT INTO billing_customers (user_id, stripe_customer_id) VALUES ($1, $2)", user, customer
-        )
-        await conn.execute(
-            "INSERT INTO subscriptions (id, user_id, stripe_customer_id, plan, status, current_period_end) "
-            "VALUES ($1, $2, $3, 'pro', 'active', $4)",
-            f"sub_{user.hex[:12]}",
-            user,
-            customer,
-            clock() + timedelta(days=30),
-        )
+    await give_pro(db, user, clock() + timedelta(days=30))
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 
 from core.db.database import Database, raw_connection
 from core.errors import Conflict, DomainError, InsufficientBuyingPower, NotFound, QuoteUnavailable
-from core.market.quotes import DbQuoteSource
 from core.market.ticks import Quote
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.paper import PaperBroker
@@ -59,9 +58,8 @@ async def propose(db: Database, broker: PaperBroker, clock: Clock, user: UUID, r
 
 
 async def confirm(db: Database, broker: PaperBroker, clock: Clock, user: UUID, pid: UUID):
-    quotes = DbQuoteSource(db, stale_after_s=30, clock=clock)  # the real last_prices, as the bot reads them
-    async with db.user_scope(user) as s:
-        return await confirm_proposal(s, broker, pid, quotes=quotes, now=clock())
+    async with db.user_scope(user) as s:  # the quote comes from the real last_prices, read under the lock
+        return await confirm_proposal(s, broker, pid, stale_after=timedelta(seconds=30), now=clock())
 
 
 async def test_a_proposal_is_checked_like_a_submission_and_places_nothing(
