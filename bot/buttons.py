@@ -8,6 +8,7 @@ A click delivered twice confirms once: the proposal row is locked and its order 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, Protocol
 from uuid import UUID
@@ -16,6 +17,7 @@ import discord
 
 from bot.errors import ReportingView, send_error
 from bot.render import order_result_embed, proposal_embed
+from bot.reply import DEFER_AFTER_S
 from core.orders.proposals import Confirmed, Proposal
 from tools.desk import Desk
 
@@ -67,30 +69,45 @@ class ProposalButton(
             await send_error(interaction, exc)
 
     async def _handle(self, interaction: discord.Interaction) -> None:
+        # The message is edited in place; if the work takes longer than Discord's patience allows, the click is
+        # acknowledged first (a deferred update) so the user never sees "interaction failed" for a placed order.
+        work = asyncio.ensure_future(self._outcome(interaction))
+        try:
+            done, _ = await asyncio.wait({work}, timeout=DEFER_AFTER_S)
+            if not done:
+                await interaction.response.defer()
+            edit = await work
+        finally:
+            if not work.done():
+                work.cancel()
+        if interaction.response.is_done():
+            await interaction.edit_original_response(**edit)
+        else:
+            await interaction.response.edit_message(**edit)
+
+    async def _outcome(self, interaction: discord.Interaction) -> dict[str, Any]:
+        """What the proposal's message becomes after this click."""
         desk = _desk(interaction)
         who = await desk.identify_discord(interaction.user.id, interaction.user.name)
         if self.action == "cancel":
             proposal = await desk.cancel_proposal(who.user_id, self.proposal_id)
             if proposal.status == "confirmed":  # a confirm got there first (its message edit may have failed)
-                await interaction.response.edit_message(
-                    content="Too late to cancel: this order was already confirmed. /orders shows it.", embed=None,
-                    view=None,
-                )  # fmt: skip
-                return
-            await interaction.response.edit_message(content="Canceled: nothing was placed.", embed=None, view=None)
-            return
+                text = "Too late to cancel: this order was already confirmed. /orders shows it."
+                return {"content": text, "embed": None, "view": None}
+            return {"content": "Canceled: nothing was placed.", "embed": None, "view": None}
         result = await desk.confirm(who.user_id, self.proposal_id)
         if isinstance(result, Confirmed):
             embed = order_result_embed(result.order, simulated=result.proposal.simulated)
-            await interaction.response.edit_message(content=None, embed=embed, view=None)
-            return
+            return {"content": None, "embed": embed, "view": None}
         note = (
             f"The price moved {result.drift_bps / 100:.2f}% since you asked, more than the "
             f"{desk.config.max_drift_bps / 100:.2f}% allowed without asking again. Here is the order at the new price:"
         )
-        await interaction.response.edit_message(
-            content=None, embed=proposal_embed(result.new, note=note), view=proposal_view(result.new, self.owner)
-        )
+        return {
+            "content": None,
+            "embed": proposal_embed(result.new, note=note),
+            "view": proposal_view(result.new, self.owner),
+        }
 
 
 def proposal_view(proposal: Proposal, owner: int) -> discord.ui.View:

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bench.fake_discord import option
@@ -258,3 +259,24 @@ async def test_stop_orders_are_a_pro_feature(chat: Chat) -> None:
         "Stop orders are a Pro feature; your free plan has limit and market"
     )
     assert await chat.count(chat.fake.payloads.default_user, "order_proposals") == 0
+
+
+async def test_a_slow_confirm_is_acknowledged_first_and_still_places_one_order(chat: Chat, db_url: str) -> None:
+    data = await propose(chat, option("symbol", "AAPL"), option("qty", "1"))
+    user_id = await chat.user_id(chat.fake.payloads.default_user)
+    blocker = await asyncpg.connect(db_url)  # holds the portfolio's row lock, as a long fill would
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT set_config('role', 'tradedesk_system', true)")
+        await blocker.execute("SELECT 1 FROM tradedesk.portfolios WHERE user_id = $1 FOR UPDATE", user_id)
+        record = await chat.send(chat.fake.payloads.button_click(buttons(data)["Confirm"]))
+        assert record.callback_type == 6  # DEFERRED_UPDATE_MESSAGE: acknowledged within Discord's 3 s
+        await tx.rollback()
+    finally:
+        await blocker.close()
+    edit = await chat.fake.wait_for_request(
+        lambda r: r.method == "PATCH" and r.path.endswith("/messages/@original"), include_recorded=True
+    )
+    assert edit.json is not None and edit.json["embeds"][0]["title"] == "Order filled"
+    assert await chat.count(chat.fake.payloads.default_user, "orders") == 1
