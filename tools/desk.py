@@ -16,6 +16,7 @@ from uuid import UUID
 
 from core.alerts.models import Alert
 from core.alerts.service import create_alert, delete_alert, list_alerts
+from core.auth.service import create_session, end_session, issue_login_token, redeem_login_token, session_user
 from core.billing.entitlements import entitlements
 from core.billing.gateway import BillingGateway, CheckoutLink, CheckoutRequest
 from core.billing.service import customer_of, ever_subscribed
@@ -240,6 +241,30 @@ class Desk:
         if customer is None:
             raise NotFound("You have no subscription to manage yet: /upgrade starts one.")
         return await gateway.create_portal(customer, f"{self.config.public_url.rstrip('/')}/billing/return")
+
+    # -- dashboard sign-in ------------------------------------------------------------------------------------
+
+    async def dashboard_link(self, user: UUID) -> str:
+        """A one-time sign-in link to the web dashboard (valid ~10 minutes); give it privately, never by the outbox."""
+        async with self.db.user_scope(user) as s:
+            token = await issue_login_token(s, user, self.clock())
+        return f"{self.config.public_url.rstrip('/')}/login/{token}"
+
+    async def sign_in(self, login_token: str, user_agent: str | None = None) -> str:
+        """Redeem a login link (once) and open a web session; returns the session cookie's secret.
+
+        InvalidLogin for an expired, used or unknown link (nothing is written then).
+        """
+        user = await redeem_login_token(self.db, login_token, self.clock())
+        return await create_session(self.db, user, self.clock(), user_agent=user_agent)
+
+    async def web_user(self, session_token: str) -> UUID | None:
+        """The user behind a session cookie, None when it is unknown, expired or logged out."""
+        return await session_user(self.db, session_token, self.clock())
+
+    async def sign_out(self, user: UUID, session_token: str) -> None:
+        async with self.db.user_scope(user) as s:
+            await end_session(s, session_token)
 
     # -- orders -------------------------------------------------------------------------------------------------
 
