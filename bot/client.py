@@ -18,6 +18,7 @@ from bot.buttons import ProposalButton
 from bot.cogs.alerts import AlertsCog
 from bot.cogs.ask import AskCog
 from bot.cogs.billing import BillingCog
+from bot.cogs.dashboard import DashboardCog
 from bot.cogs.help import HelpCog
 from bot.cogs.orders import OrdersCog
 from bot.cogs.portfolio import PortfolioCog
@@ -66,6 +67,7 @@ class TradeDeskBot(commands.Bot):
             AlertsCog(self.desk),
             AskCog(self.desk, self.agent),
             BillingCog(self.desk),
+            DashboardCog(self.desk),
             HelpCog(),
         )
         for cog in cogs:

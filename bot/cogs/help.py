@@ -13,6 +13,7 @@ HELP = """**TradeDesk** — paper trading, live prices and price alerts, right h
 price with Confirm / Cancel buttons: nothing trades until you confirm. `/orders` · `/cancel`
 **Alerts** `/alert add symbol above|below|move value` · `/alert list` · `/alert remove` — checked on every tick and sent
 to you by DM (keep DMs from server members open).
+**Dashboard** `/dashboard` gives you a private, one-time link that signs you in to your web dashboard.
 
 **Questions traders ask, and the command that answers them:**
 • "how is my AAPL position?" → `/positions`

@@ -122,7 +122,7 @@ async def test_run_with_a_discord_token_serves_commands_and_dms_an_alert_fired_b
             )  # fmt: skip
             _, err = await asyncio.wait_for(sync.communicate(), 90)
             assert sync.returncode == 0, err.decode()
-            assert "registered 14 slash commands with Discord" in err.decode()
+            assert "registered 15 slash commands with Discord" in err.decode()
             assert fake.command_writes == 2
         finally:
             td.kill_group()

@@ -27,7 +27,7 @@ async def test_commands_are_registered_once_and_again_only_when_they_change(
     assert fake.command_writes == 1
     names = {c["name"] for c in fake.commands()}
     assert names == {"portfolio", "positions", "pnl", "quote", "chart", "buy", "sell", "orders", "cancel", "alert",
-                     "ask", "upgrade", "billing", "help"}  # fmt: skip
+                     "ask", "upgrade", "billing", "dashboard", "help"}  # fmt: skip
     # A restart (a second process, same database): the tree is unchanged, so nothing is sent to Discord.
     async with running_bot(fake, db, chat.clock):
         pass
@@ -141,4 +141,4 @@ async def test_a_failed_command_registration_does_not_keep_the_bot_offline(
     # Nothing was recorded as registered, so the next start-up tries again.
     async with running_bot(fake, db, Clock(datetime.now(UTC))):
         pass
-    assert len(fake.commands()) == 14
+    assert len(fake.commands()) == 15
