@@ -16,6 +16,7 @@ from app.bot_role import BotRole
 from app.database import check_database_settings, provide_database
 from app.logs import log_integrations
 from app.services import billing_gateway, webhook_secret
+from app.services import desk as build_desk
 from app.worker import Worker, check_market_settings
 from core.config import Settings
 from core.db.database import Database
@@ -94,6 +95,7 @@ async def run(settings: Settings) -> None:
                 bot_status=bot.status if bot is not None else None,
                 billing=billing,
                 webhook_secret=secret,
+                desk=build_desk(settings, database, billing),
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

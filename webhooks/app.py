@@ -1,5 +1,5 @@
-"""The aiohttp side-app: health, the Stripe webhook, the billing pages (and the simulator's, offline); the dashboard
-comes with its issue."""
+"""The aiohttp side-app: health, the Stripe webhook, the billing pages (and the simulator's, offline), and the
+dashboard (sign-in and the overview; see webhooks/dashboard.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from aiohttp import web
 from core.billing.gateway import BillingGateway
 from core.config import Settings
 from core.db.database import Database
+from tools.desk import Desk
 from webhooks.billing_sim import BillingSimulator, add_simulator_routes
+from webhooks.dashboard import add_dashboard_routes, security_headers
 from webhooks.stripe import add_stripe_routes
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,9 @@ def create_app(
     bot_status: Callable[[], str] | None = None,
     billing: BillingGateway | None = None,
     webhook_secret: str | None = None,
+    desk: Desk | None = None,
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[security_headers])
     app[SETTINGS] = settings
     app[DATABASE] = database
     app[VERSION] = version
@@ -75,6 +78,8 @@ def create_app(
         app.router.add_get("/billing/success", billing_done)
         app.router.add_get("/billing/cancel", billing_done)
         app.router.add_get("/billing/return", billing_done)
+    if desk is not None:
+        add_dashboard_routes(app, desk, public_url=settings.public_url)
     return app
 
 
