@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from core.alerts.service import expire_alerts
+from core.auth.service import purge_expired
 from core.billing.entitlements import PRO
 from core.billing.gateway import BillingGateway, BillingRejected, BillingUnavailable
 from core.billing.service import receive_event
@@ -32,6 +33,7 @@ DIGEST_EVERY_S = 60
 RECONCILE_EVERY_S = 24 * 3600
 RECONCILE_LOOKBACK = timedelta(days=3)
 USAGE_REPORT_EVERY_S = 300
+AUTH_PURGE_EVERY_S = 3600
 
 
 class WorkerJobs:
@@ -122,6 +124,12 @@ class WorkerJobs:
             count = await snapshot_equity(session, self.hours.now())
         log.debug("portfolio: equity snapshot of %d portfolio(s)", count)
 
+    async def purge_sign_ins(self) -> None:
+        async with self.db.system_scope("auth.purge") as session:
+            tokens, sessions = await purge_expired(session, self.hours.now())
+        if tokens or sessions:
+            log.info("auth: purged %d expired sign-in link(s) and %d expired session(s)", tokens, sessions)
+
 
 def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
@@ -132,6 +140,7 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     scheduler.add_job(jobs.expire_proposals, "interval", seconds=ALERT_EXPIRY_EVERY_S, id="orders.proposal_expiry")
     scheduler.add_job(jobs.daily_digests, "interval", seconds=DIGEST_EVERY_S, id="notifications.digest")
     scheduler.add_job(jobs.snapshot_equity, "interval", seconds=SNAPSHOT_EVERY_S, id="portfolio.snapshots")
+    scheduler.add_job(jobs.purge_sign_ins, "interval", seconds=AUTH_PURGE_EVERY_S, id="auth.purge")
     if jobs.billing is not None:
         # First runs a minute after start: an interval trigger would otherwise wait a whole interval, and a process
         # restarted more often than daily would never reconcile.
@@ -147,10 +156,11 @@ def start_scheduler(jobs: WorkerJobs) -> AsyncIOScheduler:
     scheduler.start()
     log.info(
         "scheduler: DAY-order expiry every %d s, alert and proposal expiry every %d s, "
-        "daily digests checked every %d s, equity snapshots every %d s",
+        "daily digests checked every %d s, equity snapshots every %d s, expired sign-ins purged every %d s",
         EXPIRY_EVERY_S,
         ALERT_EXPIRY_EVERY_S,
         DIGEST_EVERY_S,
         SNAPSHOT_EVERY_S,
+        AUTH_PURGE_EVERY_S,
     )
     return scheduler

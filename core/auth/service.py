@@ -151,3 +151,12 @@ async def end_session(scope: Scope, token: str) -> bool:
     conn = await scope_connection(scope)
     deleted: str = await conn.execute("DELETE FROM web_sessions WHERE session_hash = $1", digest(token))
     return deleted != "DELETE 0"
+
+
+async def purge_expired(scope: Scope, now: datetime) -> tuple[int, int]:
+    """Delete login tokens and sessions past their expiry (the worker's "auth.purge" job, in system_scope): a
+    used or expired link is worthless, and the table would otherwise grow by one row per /dashboard forever."""
+    conn = await scope_connection(scope)
+    tokens: str = await conn.execute("DELETE FROM login_tokens WHERE expires_at <= $1", now)
+    sessions: str = await conn.execute("DELETE FROM web_sessions WHERE expires_at <= $1", now)
+    return int(tokens.split()[-1]), int(sessions.split()[-1])

@@ -66,6 +66,7 @@ async def test_the_scheduler_runs_each_job_once_at_a_time_and_coalesces(db: Data
             "orders.proposal_expiry",
             "notifications.digest",
             "portfolio.snapshots",
+            "auth.purge",
         }
         assert all(job.coalesce and job.max_instances == 1 for job in jobs.values())
     finally:
