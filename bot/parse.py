@@ -7,17 +7,14 @@ from decimal import Decimal
 from uuid import UUID
 
 from core.errors import InvalidInput, NotFound
-from core.money import parse_decimal
+from core.money import parse_decimal, parse_positive
 
 
 def amount(text: str, what: str) -> Decimal:
     try:
-        value = parse_decimal(text, what)
+        return parse_positive(text, what)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
-    if value <= 0:
-        raise InvalidInput(f"The {what} must be greater than zero.")
-    return value
 
 
 def optional_amount(text: str | None, what: str) -> Decimal | None:

@@ -44,6 +44,14 @@ def parse_decimal(text: str | int | Decimal, what: str = "number") -> Decimal:
     return value
 
 
+def parse_positive(text: str | int | Decimal, what: str = "number") -> Decimal:
+    """parse_decimal for a quantity or price, which must also be greater than zero (ValueError otherwise)."""
+    value = parse_decimal(text, what)
+    if value <= 0:
+        raise ValueError(f"The {what} must be greater than zero.")
+    return value
+
+
 def cents(amount: Decimal) -> Decimal:
     """Round money to the cent, half to even."""
     with localcontext(CONTEXT):

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.alerts.models import Alert
 from core.billing.entitlements import entitlements
 from core.errors import InvalidInput, NotFound
-from core.money import cents, parse_decimal
+from core.money import cents, parse_decimal, parse_positive
 from core.orders.broker import OrderType, Side, TimeInForce
 from core.orders.models import OrderView
 from core.orders.proposals import Proposal
@@ -37,16 +37,6 @@ JsonDict = dict[str, Any]
 
 class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-def _amount(value: str, what: str) -> Decimal:
-    try:
-        number = parse_decimal(value, what)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-    if number <= 0:
-        raise ValueError(f"The {what} must be greater than zero.")
-    return number
 
 
 # -- rendering helpers: exact strings, never floats -----------------------------------------------------------------
@@ -226,14 +216,14 @@ class ProposeOrder(ToolArgs):
     @field_validator("qty")
     @classmethod
     def _qty(cls, value: str) -> str:
-        _amount(value, "quantity")
+        parse_positive(value, "quantity")
         return value
 
     @field_validator("limit_price", "stop_price")
     @classmethod
     def _price(cls, value: str | None) -> str | None:
         if value is not None:
-            _amount(value, "price")
+            parse_positive(value, "price")
         return value
 
 
@@ -350,11 +340,11 @@ async def propose_order(ctx: ToolContext, args: ProposeOrder) -> JsonDict:
     draft = OrderDraft(
         symbol=args.symbol,
         side=Side(args.side),
-        qty=_amount(args.qty, "quantity"),
+        qty=parse_positive(args.qty, "quantity"),
         type=OrderType(args.type),
         tif=TimeInForce(args.tif),
-        limit_price=_amount(args.limit_price, "limit price") if args.limit_price else None,
-        stop_price=_amount(args.stop_price, "stop price") if args.stop_price else None,
+        limit_price=parse_positive(args.limit_price, "limit price") if args.limit_price else None,
+        stop_price=parse_positive(args.stop_price, "stop price") if args.stop_price else None,
         portfolio=args.portfolio,
     )
     proposal = await ctx.desk.propose(ctx.user_id, draft, origin=ctx.origin)
