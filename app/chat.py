@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import sys
@@ -211,7 +210,7 @@ async def chat(
             if lease is not None:
                 discord_notifier, http = await _discord_notifier(settings)
                 # The session's listener prints console notifications (they are also published); the worker doesn't.
-                console = ConsoleNotifier(_Discard(), database)
+                console = ConsoleNotifier(None, database)
                 notifier = RoutingNotifier(console, discord_notifier, hold_discord=True)
                 worker = Worker(settings, database, notifier)
                 await worker.start()
@@ -235,11 +234,6 @@ async def chat(
             if http is not None:
                 await http.close()
             await database.dispose()
-
-
-class _Discard(io.TextIOBase):
-    def write(self, text: str) -> int:
-        return len(text)
 
 
 async def _nothing() -> None:

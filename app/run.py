@@ -119,8 +119,6 @@ async def run(settings: Settings) -> None:
                 await lease.release()
             if bot is not None:
                 await bot.stop()
-            close = getattr(billing, "close", None)  # the Stripe gateway's HTTP session; the simulator has none
-            if close is not None:
-                await close()
+            await billing.close()
             await database.dispose()
     log.info("stopped")

@@ -143,6 +143,9 @@ class BillingSimulator:
         entry = {"customer": customer_id, "value": value, "at": at.isoformat(), "ts": at.timestamp()}
         await self._update(lambda state: state["usage"].setdefault(identifier, entry))  # one per identifier
 
+    async def close(self) -> None:
+        """Nothing to release: each delivery opens and closes its own HTTP session."""
+
     # -- what the pages do ------------------------------------------------------------------------------------------
 
     async def complete_checkout(self, session: dict[str, Any]) -> str:

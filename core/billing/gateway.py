@@ -91,6 +91,10 @@ class BillingGateway(Protocol):
         """One metered usage event; `identifier` makes a retried report count once."""
         ...
 
+    async def close(self) -> None:
+        """Release the gateway's connections (at shutdown)."""
+        ...
+
 
 def subscription_state(sub: dict[str, Any]) -> SubscriptionState:
     """A Stripe `subscription` (plain JSON) as core's SubscriptionState. The period end lives on the items in current

@@ -104,7 +104,7 @@ class ConsoleNotifier:
     so a `tradedesk chat --user HANDLE` session in any process prints it inline.
     """
 
-    def __init__(self, stream: TextIO, database: Database | None = None) -> None:
+    def __init__(self, stream: TextIO | None, database: Database | None = None) -> None:
         self.stream = stream
         self.database = database
         self._next_id = 1
@@ -118,7 +118,8 @@ class ConsoleNotifier:
             else f"user:{message.user_id}"
         )
         body = " | ".join(line for line in message.body.splitlines() if line.strip())
-        print(f"[notification #{message.outbox_id} to {who}] {message.title}: {body}", file=self.stream, flush=True)
+        if self.stream is not None:  # None: publish only (a chat session prints its user's own)
+            print(f"[notification #{message.outbox_id} to {who}] {message.title}: {body}", file=self.stream, flush=True)
         if self.database is not None and message.console_handle:
             try:
                 async with self.database.engine.begin() as conn:  # delivered to listeners when this commits
