@@ -299,11 +299,27 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     return web.Response(text=_PAGE.format(title=html.escape(title), body=body), status=status, content_type="text/html")
 
 
-async def checkout_page(request: web.Request) -> web.Response:
+_EXPIRED = {
+    "checkout": ("Checkout link expired", "/upgrade"),
+    "portal": ("Billing link expired", "/billing"),
+}
+
+
+def _session(request: web.Request, kind: str) -> tuple[BillingSimulator, dict[str, Any]]:
+    """The simulator and the signed session of this page's link; a 404 page for a forged, expired or other link."""
     sim = request.app[SIMULATOR]
     session = sim.read_token(request.match_info["token"])
-    if session is None or session.get("kind") != "checkout":
-        return _page("Checkout link expired", "<p>This link has expired. Run <code>/upgrade</code> again.</p>", 404)
+    if session is None or session.get("kind") != kind:
+        title, command = _EXPIRED[kind]
+        raise web.HTTPNotFound(
+            text=_PAGE.format(title=title, body=f"<p>This link has expired. Run <code>{command}</code> again.</p>"),
+            content_type="text/html",
+        )
+    return sim, session
+
+
+async def checkout_page(request: web.Request) -> web.Response:
+    _, session = _session(request, "checkout")
     trial = f"<p>Includes a {int(session['trial_days'])}-day free trial.</p>" if session.get("trial_days") else ""
     token = html.escape(request.match_info["token"])
     body = (
@@ -316,10 +332,7 @@ async def checkout_page(request: web.Request) -> web.Response:
 
 
 async def checkout_submit(request: web.Request) -> web.Response:
-    sim = request.app[SIMULATOR]
-    session = sim.read_token(request.match_info["token"])
-    if session is None or session.get("kind") != "checkout":
-        return _page("Checkout link expired", "<p>This link has expired. Run <code>/upgrade</code> again.</p>", 404)
+    sim, session = _session(request, "checkout")
     form = await request.post()
     if form.get("action") != "pay":
         raise web.HTTPSeeOther(str(session["cancel"]))
@@ -331,10 +344,7 @@ async def checkout_submit(request: web.Request) -> web.Response:
 
 
 async def portal_page(request: web.Request) -> web.Response:
-    sim = request.app[SIMULATOR]
-    session = sim.read_token(request.match_info["token"])
-    if session is None or session.get("kind") != "portal":
-        return _page("Billing link expired", "<p>This link has expired. Run <code>/billing</code> again.</p>", 404)
+    sim, session = _session(request, "portal")
     subs = await sim.subscriptions_of(str(session["customer"]))
     live = [s for s in subs if s["status"] in ("trialing", "active", "past_due")]
     token = html.escape(request.match_info["token"])
@@ -350,10 +360,7 @@ async def portal_page(request: web.Request) -> web.Response:
 
 
 async def portal_submit(request: web.Request) -> web.Response:
-    sim = request.app[SIMULATOR]
-    session = sim.read_token(request.match_info["token"])
-    if session is None or session.get("kind") != "portal":
-        return _page("Billing link expired", "<p>This link has expired. Run <code>/billing</code> again.</p>", 404)
+    sim, session = _session(request, "portal")
     await sim.cancel_subscription(str(session["customer"]))
     raise web.HTTPSeeOther(str(session["return"]))
 
