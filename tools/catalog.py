@@ -22,7 +22,6 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.alerts.models import Alert
-from core.billing.entitlements import entitlements
 from core.errors import InvalidInput, NotFound
 from core.money import cents, parse_decimal, parse_positive
 from core.orders.broker import OrderType, Side, TimeInForce
@@ -397,8 +396,7 @@ async def get_chart(ctx: ToolContext, args: GetChart) -> JsonDict:
 
 
 async def get_plan(ctx: ToolContext, args: GetPlan) -> JsonDict:
-    async with ctx.desk.db.user_scope(ctx.user_id) as s:
-        plan = await entitlements(s)
+    plan = (await ctx.desk.plan(ctx.user_id)).limits
     return {
         "plan": plan.plan,
         "alert_quota": plan.alert_quota,

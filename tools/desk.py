@@ -17,7 +17,7 @@ from uuid import UUID
 from core.alerts.models import Alert
 from core.alerts.service import create_alert, delete_alert, list_alerts
 from core.auth.service import create_session, end_session, issue_login_token, redeem_login_token, session_user
-from core.billing.entitlements import entitlements
+from core.billing.entitlements import Entitlements, entitlements
 from core.billing.gateway import BillingGateway, CheckoutLink, CheckoutRequest
 from core.billing.service import customer_of, ever_subscribed
 from core.charts import equity_series, period_window, price_series, render_chart
@@ -65,6 +65,7 @@ class DeskConfig:
 @dataclass(frozen=True)
 class PlanView:
     plan: str
+    limits: Entitlements
     status: str | None  # the latest subscription's status, None without one
     current_period_end: datetime | None
     cancel_at_period_end: bool
@@ -207,6 +208,7 @@ class Desk:
             customer = await customer_of(s, user)
         return PlanView(
             plan=plan.plan,
+            limits=plan,
             status=sub["status"] if sub else None,
             current_period_end=sub["current_period_end"] if sub else None,
             cancel_at_period_end=bool(sub and sub["cancel_at_period_end"]),
