@@ -26,6 +26,7 @@ import asyncpg
 from core.config import Settings
 from core.db.embedded import EmbeddedPostgres, bootstrap, check_data_dir, exit_on_sigterm
 from core.db.migrate import migrate
+from core.db.roles import SCHEMA
 
 DATABASE = "tradedesk_bench"
 
@@ -116,3 +117,24 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
             exit_on_sigterm()
 
     return asyncio.run(guarded())
+
+
+PRICE_REFRESH_S = 5.0
+
+
+async def refresh_prices(superuser_url: str, symbols: list[str], stop: asyncio.Event) -> int:
+    """Keep `symbols`' last prices fresh until `stop`, re-stamping them every PRICE_REFRESH_S as the feed's persister
+    would, on a dedicated superuser connection outside the app's pool. Returns how many times it stamped them."""
+    conn = await asyncpg.connect(superuser_url, server_settings={"search_path": SCHEMA})
+    stamped = 0
+    try:
+        while not stop.is_set():
+            await conn.execute(
+                "UPDATE last_prices SET ts = now(), received_at = now() WHERE symbol = ANY($1::text[])", symbols
+            )
+            stamped += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PRICE_REFRESH_S)
+    finally:
+        await conn.close()
+    return stamped

@@ -36,7 +36,6 @@ the machine may be shared.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from uuid import UUID
 import asyncpg
 
 from bench import BenchResult
-from bench.cluster import run_async, throwaway_cluster
+from bench.cluster import PRICE_REFRESH_S, refresh_prices, run_async, throwaway_cluster
 from bench.fake_discord import FakeDiscord, InteractionRecord, option
 from bench.stats import p50, p99, r
 from bot.client import TradeDeskBot
@@ -70,7 +69,6 @@ GOAL_P99_MS = 25.0
 POSITIONS = 50
 STARTING_CASH = Decimal(1_000_000)
 STALE_AFTER = timedelta(seconds=30)
-PRICE_REFRESH_S = 5.0
 GAP_S = 0.005  # idle between interactions: the bot finishes the previous one's tail (its HTTP response) first
 CALLBACK_TIMEOUT_S = 10.0
 BUY_SYMBOL, BUY_PRICE, BUY_QTY = "AAPL", Decimal("190.00"), "1"
@@ -101,24 +99,6 @@ async def _seed_market(superuser_url: str) -> None:
         )
     finally:
         await conn.close()
-
-
-async def _refresh_prices(superuser_url: str, stop: asyncio.Event) -> int:
-    """Keep the last prices fresh, as the feed's persister would. Returns how many times it stamped them."""
-    conn = await asyncpg.connect(superuser_url, server_settings={"search_path": SCHEMA})
-    stamped = 0
-    try:
-        while not stop.is_set():
-            await conn.execute(
-                "UPDATE last_prices SET ts = now(), received_at = now() WHERE symbol = ANY($1::text[])",
-                [*_symbols(), BUY_SYMBOL],
-            )
-            stamped += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PRICE_REFRESH_S)
-    finally:
-        await conn.close()
-    return stamped
 
 
 async def _fund(db: Database, discord_id: int, name: str, broker: PaperBroker) -> UUID:
@@ -261,7 +241,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
         await _seed_market(cluster.superuser_url)
         server = await _server_settings(cluster.superuser_url)
         stop = asyncio.Event()
-        refresher = asyncio.create_task(_refresh_prices(cluster.superuser_url, stop))
+        refresher = asyncio.create_task(refresh_prices(cluster.superuser_url, [*_symbols(), BUY_SYMBOL], stop))
         db = Database(cluster.app_url, application_name="tradedesk-bench")
         try:
             broker = PaperBroker(MarketHours(always_open=True), COSTS)

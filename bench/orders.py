@@ -27,7 +27,6 @@ Otherwise the bench fails. Runs on a throwaway embedded cluster (bench/cluster.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -38,7 +37,7 @@ from uuid import UUID
 import asyncpg
 
 from bench import BenchResult
-from bench.cluster import run_async, throwaway_cluster
+from bench.cluster import PRICE_REFRESH_S, refresh_prices, run_async, throwaway_cluster
 from bench.stats import p50, p99, r
 from core.config import Settings
 from core.db.database import Database, raw_connection
@@ -50,7 +49,6 @@ from core.orders.paper import BrokerCosts, PaperBroker
 
 USERS = 8
 STARTING_CASH = Decimal(1_000_000)
-PRICE_REFRESH_S = 5.0
 ROUNDS = 4
 GOAL_ORDERS_PER_S = 2_000
 GOAL_P99_MS = 10.0
@@ -99,24 +97,6 @@ async def _seed(superuser_url: str) -> None:
         )
     finally:
         await conn.close()
-
-
-async def _refresh_prices(superuser_url: str, stop: asyncio.Event) -> int:
-    """Keep the last prices fresh, as the feed's persister would. Returns how many times it stamped them."""
-    conn = await asyncpg.connect(superuser_url, server_settings={"search_path": SCHEMA})
-    stamped = 0
-    try:
-        while not stop.is_set():
-            await conn.execute(
-                "UPDATE last_prices SET ts = now(), received_at = now() WHERE symbol = ANY($1::text[])",
-                [i[0] for i in _INSTRUMENTS],
-            )
-            stamped += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PRICE_REFRESH_S)
-    finally:
-        await conn.close()
-    return stamped
 
 
 async def _traders(db: Database) -> list[Trader]:
@@ -217,7 +197,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
     async with throwaway_cluster(settings, "orders", progress) as cluster:
         await _seed(cluster.superuser_url)
         stop = asyncio.Event()
-        refresher = asyncio.create_task(_refresh_prices(cluster.superuser_url, stop))
+        refresher = asyncio.create_task(refresh_prices(cluster.superuser_url, [i[0] for i in _INSTRUMENTS], stop))
         db = Database(cluster.app_url, pool_size=USERS, max_overflow=0, application_name="tradedesk-bench")
         try:
             traders = await _traders(db)
