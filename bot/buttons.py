@@ -8,7 +8,6 @@ A click delivered twice confirms once: the proposal row is locked and its order 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, Protocol
 from uuid import UUID
@@ -17,7 +16,7 @@ import discord
 
 from bot.errors import ReportingView, send_error
 from bot.render import order_result_embed, proposal_embed
-from bot.reply import DEFER_AFTER_S
+from bot.reply import within_deadline
 from core.orders.proposals import Confirmed, Proposal
 from tools.desk import Desk
 
@@ -71,15 +70,7 @@ class ProposalButton(
     async def _handle(self, interaction: discord.Interaction) -> None:
         # The message is edited in place; if the work takes longer than Discord's patience allows, the click is
         # acknowledged first (a deferred update) so the user never sees "interaction failed" for a placed order.
-        work = asyncio.ensure_future(self._outcome(interaction))
-        try:
-            done, _ = await asyncio.wait({work}, timeout=DEFER_AFTER_S)
-            if not done:
-                await interaction.response.defer()
-            edit = await work
-        finally:
-            if not work.done():
-                work.cancel()
+        edit = await within_deadline(self._outcome(interaction), interaction.response.defer)
         if interaction.response.is_done():
             await interaction.edit_original_response(**edit)
         else:

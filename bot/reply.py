@@ -8,15 +8,16 @@ up front), sending the reply as the deferred response's edit when the work is do
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 
 from core.notifications.dispatcher import Missed
 
 DEFER_AFTER_S = 2.0
+T = TypeVar("T")
 _MISSED_SHOWN = 5
 
 
@@ -44,6 +45,22 @@ def missed_notice(missed: Sequence[Missed]) -> str | None:
     return "\n".join(lines)
 
 
+async def within_deadline(
+    work: Coroutine[Any, Any, T], defer: Callable[[], Awaitable[object]], *, defer_after: float = DEFER_AFTER_S
+) -> T:
+    """The result of `work`; if it isn't ready within `defer_after` seconds, `defer()` acknowledges the interaction
+    first (Discord wants an answer within 3 s). The work is cancelled if this is."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=defer_after)
+        if not done:
+            await defer()
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 async def answer(
     interaction: discord.Interaction,
     work: Coroutine[Any, Any, Reply],
@@ -57,15 +74,9 @@ async def answer(
     tree's error handler (the one mapper), which knows whether the interaction was deferred.
     """
     ephemeral = private and is_private_here(interaction)
-    task = asyncio.ensure_future(work)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=defer_after)
-        if not done:
-            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        reply = await task
-    finally:
-        if not task.done():
-            task.cancel()
+    reply = await within_deadline(
+        work, lambda: interaction.response.defer(ephemeral=ephemeral, thinking=True), defer_after=defer_after
+    )
     kwargs: dict[str, Any] = {"content": reply.content, "embeds": reply.embeds}
     if reply.view is not None:
         kwargs["view"] = reply.view
