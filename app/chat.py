@@ -1,6 +1,7 @@
 """`tradedesk chat --user HANDLE`: the console front. One message per line from stdin (a TTY or a pipe), replies on
 stdout, the user's notifications inline, and proposals confirmed with `confirm ID` (or dropped with `cancel ID`)
-through the same checks as Discord's buttons.
+through the same checks as Discord's buttons. `/dashboard` prints a one-time sign-in link to the web dashboard (as
+Discord's /dashboard replies privately), `/help` what the console understands.
 
 The user is created on first use with a default paper portfolio. Prices, alerts and notifications need the worker
 role: when no other TradeDesk process runs it for this database, the chat runs it in-process (and waits for the first
@@ -23,6 +24,7 @@ from app.database import check_database_settings, provide_database
 from app.services import build_agent
 from app.services import desk as build_desk
 from app.worker import Worker, check_market_settings
+from core.auth.service import LOGIN_TTL
 from core.config import Settings
 from core.db.database import Database
 from core.db.identity import normalize_handle
@@ -36,11 +38,16 @@ from core.orders.proposals import Confirmed, Proposal
 from tools.agent import Agent
 from tools.context import ToolContext
 from tools.desk import Desk
+from tools.planner import HELP
 
 log = logging.getLogger("tradedesk.chat")
 
 PRICES_WITHIN_S = 15.0
 _QUIT = {"quit", "exit", "/quit", "/exit"}
+CONSOLE_HELP = (
+    "In this console: `confirm ID` places a proposal and `cancel ID` drops it; `/dashboard` prints a one-time "
+    "sign-in link to your web dashboard; `quit` (or end of input) leaves."
+)
 
 
 def proposal_line(p: Proposal) -> str:
@@ -105,7 +112,17 @@ class ConsoleSession:
 
     async def handle_line(self, line: str) -> None:
         words = line.strip().split()
+        command = words[0].lower() if len(words) == 1 else None
+        if command == "/help":
+            self.say(HELP)
+            self.say(CONSOLE_HELP)
+            return
         try:
+            if command == "/dashboard":
+                url = await self.desk.dashboard_link(self.user_id)
+                minutes = int(LOGIN_TTL.total_seconds() // 60)
+                self.say(f"Your private sign-in link to the dashboard (works once, within {minutes} minutes): {url}")
+                return
             if len(words) == 2 and words[0].lower() == "confirm":
                 result = await self.desk.confirm(self.user_id, self._proposal_id(words[1]))
                 if isinstance(result, Confirmed):

@@ -56,6 +56,23 @@ def test_a_piped_question_on_a_fresh_database_gets_a_grounded_reply(data_dir: Pa
     assert leftovers(data_dir) == []
 
 
+def test_dashboard_prints_a_one_time_sign_in_link_under_the_public_url(data_dir: Path) -> None:
+    result = subprocess.run(
+        [str(TRADEDESK), "chat", "--user", "carol"],
+        input="/dashboard\n/DASHBOARD\n/help\n",
+        env=clean_env(TRADEDESK_DATA_DIR=str(data_dir), TRADEDESK_PUBLIC_URL="https://desk.example/"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    links = re.findall(r"within 10 minutes\): https://desk\.example/login/(\S+)$", result.stdout, re.MULTILINE)
+    assert len(links) == 2 and links[0] != links[1], result.stdout  # a fresh link each time
+    assert "/dashboard" in result.stdout.splitlines()[-1]  # /help names it among the console's commands
+    assert leftovers(data_dir) == []
+
+
 async def _notify(data_dir: Path, handle: str, title: str, body: str) -> None:
     db_url = await asyncio.create_subprocess_exec(
         str(TRADEDESK), "db-url", env=chat_env(data_dir), stdout=asyncio.subprocess.PIPE,
