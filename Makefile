@@ -21,7 +21,9 @@ run: sync
 test: sync
 	.venv/bin/pytest
 
-test-e2e: sync
+# The browser tests also need the `e2e` group (playwright) and Debian's chromium, which scripts/test-e2e installs.
+test-e2e: uv
+	@$(UV) sync --frozen --quiet --group e2e
 	bash scripts/test-e2e
 
 check: sync
