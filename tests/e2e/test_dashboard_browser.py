@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from tests.app.procs import (
 pytestmark = pytest.mark.needs_browser
 
 try:
-    from playwright.sync_api import ConsoleMessage, expect, sync_playwright
+    from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
     from playwright.sync_api import Error as PlaywrightError
 except ImportError:  # pragma: no cover - scripts/test-e2e syncs the group first and says so when it can't
     pytest.fail(
@@ -136,71 +137,93 @@ def screenshot_paths(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def test_sign_in_buy_from_the_chat_box_and_watch_the_position_arrive(run: Run, tmp_path: Path) -> None:
-    link = sign_in_link(run)
-    problems: list[str] = []
-    navigations: list[str] = []
+@dataclass
+class Watch:
+    """What the page reports on its own: console errors, uncaught exceptions, and main-frame navigations."""
 
-    def on_console(message: ConsoleMessage) -> None:
+    problems: list[str] = field(default_factory=list)
+    navigations: list[str] = field(default_factory=list)
+    step: str = "start"
+
+    def attach(self, page: Page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"uncaught exception: {exc}"))
+        page.on(
+            "framenavigated", lambda frame: self.navigations.append(frame.url) if frame == page.main_frame else None
+        )
+
+    def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
-            problems.append(f"console error: {message.text} ({message.location.get('url')})")
+            self.problems.append(f"console error: {message.text} ({message.location.get('url')})")
 
+
+@contextmanager
+def chromium_page() -> Iterator[Page]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
             page.set_default_timeout(STEP_TIMEOUT_MS)
-            page.on("console", on_console)
-            page.on("pageerror", lambda exc: problems.append(f"uncaught exception: {exc}"))
-            page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
-            step = "start"
-            try:
-                step = "open the sign-in link (GET must only show the button)"
-                page.goto(link)
-                sign_in = page.get_by_role("button", name="Sign in")
-                expect(sign_in).to_be_visible()
-
-                step = "sign in (POST, redirected to the overview)"
-                sign_in.click()
-                page.wait_for_url(f"{run.base_url}/")
-                expect(page.locator("section#summary")).to_contain_text("Equity")
-                expect(page.locator("section#positions")).to_contain_text("No open positions.")
-
-                step = "wait for the live websocket"
-                page.wait_for_function("document.body.dataset.live === 'connected'")
-                loaded = len(navigations)
-
-                step = "ask the chat box to buy 1 AAPL"
-                expect(page.locator('label[for="chat-input"]')).to_have_count(1)
-                page.locator("#chat-input").fill("buy 1 AAPL")
-                page.locator("#chat-form").get_by_role("button", name="Send").click()
-                proposal = page.locator("#chat-log li.proposal").last
-                expect(proposal).to_contain_text("AAPL")
-
-                step = "confirm the proposal"
-                proposal.get_by_role("button", name="Confirm").click()
-                expect(proposal.locator(".outcome")).to_contain_text(re.compile(r"\b1 AAPL\b"))
-
-                step = "watch the AAPL position arrive without a reload"
-                expect(page.locator('section#positions tr[data-symbol="AAPL"]')).to_be_visible()
-                assert navigations[loaded:] == [], f"the page navigated: {navigations[loaded:]}"
-                expect(page.locator("section#positions")).not_to_contain_text("No open positions.")
-
-                step = "take the screenshot"
-                for path in screenshot_paths(tmp_path):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(path), full_page=True)
-            except (AssertionError, PlaywrightError) as exc:
-                failed = tmp_path / "failed.png"
-                try:
-                    page.screenshot(path=str(failed), full_page=True)
-                    html = page.content()
-                except PlaywrightError:
-                    html = "(page unavailable)"
-                raise AssertionError(
-                    f"step {step!r} failed at {page.url}: {exc}\nscreenshot: {failed}\n"
-                    f"console problems so far: {problems}\npage:\n{html[:4000]}\nrun log:\n{run.log_tail()}"
-                ) from exc
+            yield page
         finally:
             browser.close()
-    assert problems == [], "the page logged errors:\n" + "\n".join(problems)
+
+
+def use_the_dashboard(page: Page, watch: Watch, link: str, base_url: str, screenshots: list[Path]) -> None:
+    """The user's story, step by step (`watch.step` names the one under way, for the failure message)."""
+    watch.step = "open the sign-in link (GET must only show the button)"
+    page.goto(link)
+    sign_in = page.get_by_role("button", name="Sign in")
+    expect(sign_in).to_be_visible()
+
+    watch.step = "sign in (POST, redirected to the overview)"
+    sign_in.click()
+    page.wait_for_url(f"{base_url}/")
+    expect(page.locator("section#summary")).to_contain_text("Equity")
+    expect(page.locator("section#positions")).to_contain_text("No open positions.")
+
+    watch.step = "wait for the live websocket"
+    page.wait_for_function("document.body.dataset.live === 'connected'")
+    loaded = len(watch.navigations)
+
+    watch.step = "ask the chat box to buy 1 AAPL"
+    expect(page.locator('label[for="chat-input"]')).to_have_count(1)
+    page.locator("#chat-input").fill("buy 1 AAPL")
+    page.locator("#chat-form").get_by_role("button", name="Send").click()
+    proposal = page.locator("#chat-log li.proposal").last
+    expect(proposal).to_contain_text("AAPL")
+
+    watch.step = "confirm the proposal"
+    proposal.get_by_role("button", name="Confirm").click()
+    expect(proposal.locator(".outcome")).to_contain_text(re.compile(r"\b1 AAPL\b"))
+
+    watch.step = "watch the AAPL position arrive without a reload"
+    expect(page.locator('section#positions tr[data-symbol="AAPL"]')).to_be_visible()
+    expect(page.locator("section#positions")).not_to_contain_text("No open positions.")
+    assert watch.navigations[loaded:] == [], f"the page navigated (or reloaded): {watch.navigations[loaded:]}"
+
+    watch.step = "take the screenshot"
+    for path in screenshots:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+
+
+def test_sign_in_buy_from_the_chat_box_and_watch_the_position_arrive(run: Run, tmp_path: Path) -> None:
+    link = sign_in_link(run)
+    watch = Watch()
+    with chromium_page() as page:
+        watch.attach(page)
+        try:
+            use_the_dashboard(page, watch, link, run.base_url, screenshot_paths(tmp_path))
+        except (AssertionError, PlaywrightError) as exc:
+            failed = tmp_path / "failed.png"
+            try:
+                page.screenshot(path=str(failed), full_page=True)
+                html = page.content()
+            except PlaywrightError:
+                html = "(page unavailable)"
+            raise AssertionError(
+                f"step {watch.step!r} failed at {page.url}: {exc}\nscreenshot: {failed}\n"
+                f"console problems so far: {watch.problems}\npage:\n{html[:4000]}\nrun log:\n{run.log_tail()}"
+            ) from exc
+    assert watch.problems == [], "the page logged errors:\n" + "\n".join(watch.problems)
