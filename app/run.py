@@ -15,7 +15,7 @@ from app import __version__
 from app.bot_role import BotRole
 from app.database import check_database_settings, provide_database
 from app.logs import log_integrations
-from app.services import billing_gateway, webhook_secret
+from app.services import billing_gateway, build_agent, webhook_secret
 from app.services import desk as build_desk
 from app.worker import Worker, check_market_settings
 from core.config import Settings
@@ -96,6 +96,7 @@ async def run(settings: Settings) -> None:
                 billing=billing,
                 webhook_secret=secret,
                 desk=build_desk(settings, database, billing),
+                agent=build_agent(settings, channel="web"),
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

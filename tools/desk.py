@@ -29,6 +29,7 @@ from core.market.quotes import QuoteSource
 from core.market.sessions import Clock, utc_clock
 from core.market.ticks import Quote
 from core.notifications.dispatcher import Missed, mark_dm_open
+from core.notifications.inbox import Inbox, mark_all_read, read_inbox
 from core.orders.broker import OPEN_STATUSES, OrderRequest, OrderType, Side, TimeInForce
 from core.orders.models import OrderView
 from core.orders.paper import PaperBroker, order_from_row
@@ -382,3 +383,14 @@ class Desk:
         needle = typed.strip().lower()
         alerts = await self.alerts(user)
         return [a for a in alerts if needle in a.symbol.lower() or str(a.id).startswith(needle)][:limit]
+
+    # -- notifications ------------------------------------------------------------------------------------------
+
+    async def inbox(self, user: UUID) -> Inbox:
+        """The user's latest notifications (what the bot DMed them, or holds back), newest first."""
+        async with self.db.user_scope(user) as s:
+            return await read_inbox(s)
+
+    async def mark_inbox_read(self, user: UUID) -> int:
+        async with self.db.user_scope(user) as s:
+            return await mark_all_read(s, self.clock())

@@ -1,5 +1,5 @@
 """The aiohttp side-app: health, the Stripe webhook, the billing pages (and the simulator's, offline), and the
-dashboard (sign-in and the overview; see webhooks/dashboard.py)."""
+dashboard (webhooks/dashboard.py: pages, the chat box, and where Checkout sends the user back)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp import web
 from core.billing.gateway import BillingGateway
 from core.config import Settings
 from core.db.database import Database
+from tools.agent import Agent
 from tools.desk import Desk
 from webhooks.billing_sim import BillingSimulator, add_simulator_routes
 from webhooks.dashboard import add_dashboard_routes, security_headers
@@ -63,6 +64,7 @@ def create_app(
     billing: BillingGateway | None = None,
     webhook_secret: str | None = None,
     desk: Desk | None = None,
+    agent: Agent | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security_headers])
     app[SETTINGS] = settings
@@ -75,28 +77,6 @@ def create_app(
         add_stripe_routes(app, database=database, billing=billing, webhook_secret=webhook_secret)
         if isinstance(billing, BillingSimulator):
             add_simulator_routes(app, billing)
-        app.router.add_get("/billing/success", billing_done)
-        app.router.add_get("/billing/cancel", billing_done)
-        app.router.add_get("/billing/return", billing_done)
     if desk is not None:
-        add_dashboard_routes(app, desk, public_url=settings.public_url)
+        add_dashboard_routes(app, desk, public_url=settings.public_url, agent=agent)
     return app
-
-
-_DONE = {
-    "/billing/success": ("You're on Pro", "Thanks! Pro turns on as soon as the payment is confirmed, usually within "
-                         "seconds; the bot will DM you. You can close this page."),
-    "/billing/cancel": ("No change", "Checkout was canceled; nothing was charged. /upgrade any time."),
-    "/billing/return": ("All set", "Your billing changes are saved. You can close this page."),
-}  # fmt: skip
-
-
-async def billing_done(request: web.Request) -> web.Response:
-    """Where Checkout and the portal send the user back to (the dashboard replaces these later)."""
-    title, text = _DONE[request.path]
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-        f'content="width=device-width, initial-scale=1"><title>{title} — TradeDesk</title></head>'
-        f"<body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
-    )
-    return web.Response(text=body, content_type="text/html")

@@ -28,9 +28,10 @@ from core.orders.proposals import Confirmed
 from tests.bot.conftest import PRICES, build_desk
 from tests.helpers import Clock
 from tests.tools.conftest import set_price
+from tests.webhooks.pages import rows
 from tools.desk import Desk, OrderDraft
 from webhooks.app import create_app
-from webhooks.dashboard import money, signed_money
+from webhooks.formatting import money, signed_money
 
 COOKIE = "tradedesk_session"
 
@@ -140,10 +141,13 @@ async def test_sign_in_get_shows_a_button_post_sets_the_cookie_and_the_overview_
     for value in (money(view.equity), money(view.cash), signed_money(view.unrealized_pnl)):
         assert value in text
     assert "Day change" in text and "Realized P&amp;L" in text
-    assert '<th scope="row">AAPL</th><td class="num">10</td>' in text
-    assert '<th scope="col">Symbol</th>' in text and "<main>" in text
+    [aapl] = rows(text, "positions")
+    assert aapl[:2] == ["AAPL", "10"]
+    assert '<main id="main">' in text and '<section id="summary"' in text
     assert "Simulated prices" in text and "average cost (fees included)" in text and "<time datetime=" in text
-    assert "<script" not in text and "style=" not in text
+    scripts = re.findall(r"<script[^>]*>", text)  # our own files only: the CSP allows no inline script
+    assert scripts and all(re.fullmatch(r'<script src="/static/[a-z]+\.js" defer>', tag) for tag in scripts)
+    assert "style=" not in text
 
 
 async def test_the_cookie_is_secure_and_host_prefixed_behind_https(db: Database, tmp_path: Path) -> None:
@@ -192,8 +196,8 @@ async def test_each_user_sees_only_their_own_portfolio(site: Site) -> None:
 
     alice_page = await (await site.get("/", alice)).text()
     bob_page = await (await site.get("/", bob)).text()
-    assert '<th scope="row">AAPL</th>' in alice_page and "MSFT" not in alice_page
-    assert '<th scope="row">MSFT</th>' in bob_page and "AAPL" not in bob_page
+    assert [r[0] for r in rows(alice_page, "positions")] == ["AAPL"] and "MSFT" not in alice_page
+    assert [r[0] for r in rows(bob_page, "positions")] == ["MSFT"] and "AAPL" not in bob_page
     assert money((await site.desk.portfolio(site.alice)).cash) in alice_page
     assert money((await site.desk.portfolio(site.bob)).cash) in bob_page
 
@@ -269,7 +273,8 @@ async def test_every_dashboard_response_carries_the_security_headers(site: Site)
     assert [r.status for r in responses] == [200, 401, 200, 400, 403, 200, 303]
     for resp in responses:
         csp = resp.headers["Content-Security-Policy"]
-        assert "default-src 'self'" in csp and "script-src 'none'" in csp and "unsafe-inline" not in csp
+        assert "default-src 'self'" in csp and "script-src 'self';" in csp and "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
         assert resp.headers["X-Frame-Options"] == "DENY"
         assert resp.headers["Referrer-Policy"] == "no-referrer"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
