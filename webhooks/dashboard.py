@@ -56,7 +56,9 @@ SECURITY_HEADERS = {
         "form-action 'self' https://checkout.stripe.com https://billing.stripe.com"
     ),
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",  # a login URL must not leak through Referer
+    # Not no-referrer: with it Chromium sends `Origin: null` on every POST (sign-in, forms, chat), which
+    # foreign_origin must refuse. same-origin still keeps a login URL out of any other site's Referer.
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }

@@ -276,7 +276,7 @@ async def test_every_dashboard_response_carries_the_security_headers(site: Site)
         assert "default-src 'self'" in csp and "script-src 'self';" in csp and "unsafe-inline" not in csp
         assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
         assert resp.headers["X-Frame-Options"] == "DENY"
-        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert resp.headers["Referrer-Policy"] == "same-origin"  # no-referrer would make browsers send Origin: null
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert resp.headers["Cache-Control"] == "no-store"
     health = await site.get("/healthz")
