@@ -183,7 +183,8 @@ def use_the_dashboard(page: Page, watch: Watch, link: str, base_url: str, screen
     expect(page.locator("section#positions")).to_contain_text("No open positions.")
 
     watch.step = "wait for the live websocket"
-    page.wait_for_function("document.body.dataset.live === 'connected'")
+    # A selector, not wait_for_function: the page's CSP (no 'unsafe-eval') refuses playwright's evaluated strings.
+    expect(page.locator('body[data-live="connected"]')).to_be_attached()
     loaded = len(watch.navigations)
 
     watch.step = "ask the chat box to buy 1 AAPL"
