@@ -25,6 +25,7 @@ from core.db.migrate import migrate
 from core.errors import SetupError
 from core.notifications.notifier import ConsoleNotifier, RoutingNotifier
 from webhooks.app import create_app
+from webhooks.live import LiveHub, overview_render
 
 log = logging.getLogger("tradedesk.run")
 
@@ -87,6 +88,14 @@ async def run(settings: Settings) -> None:
                     "this database; this one serves the web app%s only",
                     " and the bot" if bot is not None else "",
                 )
+            desk = build_desk(settings, database, billing)
+            # Live pages: from the worker's own tick bus when this process runs it, else from the persisted prices.
+            live = LiveHub(
+                database,
+                render=overview_render(desk),
+                bus=worker.bus if worker is not None else None,
+                held_symbols=desk.held_symbols,
+            )
             app = create_app(
                 settings,
                 database=database,
@@ -95,7 +104,8 @@ async def run(settings: Settings) -> None:
                 bot_status=bot.status if bot is not None else None,
                 billing=billing,
                 webhook_secret=secret,
-                desk=build_desk(settings, database, billing),
+                desk=desk,
+                live=live,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

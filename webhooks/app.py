@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from uuid import UUID
 
 from aiohttp import web
 
@@ -14,7 +15,8 @@ from core.config import Settings
 from core.db.database import Database
 from tools.desk import Desk
 from webhooks.billing_sim import BillingSimulator, add_simulator_routes
-from webhooks.dashboard import add_dashboard_routes, security_headers
+from webhooks.dashboard import ORIGINS, add_dashboard_routes, current_session, security_headers
+from webhooks.live import LiveHub, add_live_routes
 from webhooks.stripe import add_stripe_routes
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def create_app(
     billing: BillingGateway | None = None,
     webhook_secret: str | None = None,
     desk: Desk | None = None,
+    live: LiveHub | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security_headers])
     app[SETTINGS] = settings
@@ -80,7 +83,15 @@ def create_app(
         app.router.add_get("/billing/return", billing_done)
     if desk is not None:
         add_dashboard_routes(app, desk, public_url=settings.public_url)
+        if live is not None:
+            add_live_routes(app, live, signed_in_user, origins=app[ORIGINS])
     return app
+
+
+async def signed_in_user(request: web.Request) -> UUID | None:
+    """The dashboard cookie's user, for the live socket."""
+    session = await current_session(request)
+    return None if session is None else session[0]
 
 
 _DONE = {

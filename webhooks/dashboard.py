@@ -39,7 +39,8 @@ DASHBOARD_RESOURCES = web.AppKey("dashboard_resources", set[web.AbstractResource
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "default-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; "
         "frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
