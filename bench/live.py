@@ -294,7 +294,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
             progress(f"GET /healthz (baseline) with {CONCURRENCY} clients for {http_s:g} s")
             clients.conn.send(("/healthz", http_s))
             baseline = await clients.recv()
-            renders, dropped = hub.renders, hub.dropped
+            renders, dropped, shed = hub.renders, hub.dropped, hub.shed
         finally:
             if clients is not None:
                 clients.stop()
@@ -318,6 +318,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
         "ticks_published": published,
         "renders": renders,
         "dropped_sockets": dropped,
+        "portfolio_refreshes_put_off": shed,
         "http_errors": overview["errors"] + baseline["errors"],
         "goal_met": bool(tick_p99 is not None and tick_p99 <= GOAL_P99_MS and overview["rps"] >= GOAL_RPS),
     }
@@ -337,7 +338,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
         ("clients", f"{n} websockets (separate process), one held symbol each of {len(SYMBOLS)}"),
         ("ticks", f"{published} published at {TICKS_PER_S}/s; {len(samples)} prices received"),
         ("tick -> client", f"p50 {tick_p50} ms, p99 {tick_p99} ms (goal p99 <= {GOAL_P99_MS:g} ms)"),
-        ("server CPU", f"{cpu_pct:.1f}% of one core during the tick phase ({renders} renders in all)"),
+        ("server CPU", f"{cpu_pct:.1f}% of one core during the tick phase ({renders} renders in all, {shed} put off)"),
         ("GET / (overview)", f"{overview['rps']:.0f} requests/s (goal >= {GOAL_RPS})"),
         ("GET /healthz", f"{baseline['rps']:.0f} requests/s (baseline)"),
         ("ratio", f"{results['ratio']}"),

@@ -130,6 +130,8 @@ class LiveHub:
         self.dropped = 0  # sockets disconnected for not reading
         self.renders = 0
         self._render_slots = asyncio.Semaphore(render_concurrency)
+        self._render_queue = 0  # renders waiting for a slot
+        self.shed = 0  # price-driven portfolio re-renders put off because renders were queued
         self._clients: dict[UUID, set[Client]] = {}
         self._by_symbol: dict[str, set[Client]] = {}
         self._prices: dict[str, PriceEntry] = {}
@@ -336,12 +338,18 @@ class LiveHub:
                     self._send(client, message)
 
     async def _render(self, user: UUID, topics: frozenset[str]) -> dict[str, str]:
-        async with self._render_slots:
-            try:
-                fragments = await self.render(user, topics)
-            except Exception:  # a failed render costs one update, never the socket
-                log.exception("live: rendering %s failed", ",".join(sorted(topics)))
-                return {}
+        self._render_queue += 1
+        try:
+            await self._render_slots.acquire()
+        finally:
+            self._render_queue -= 1
+        try:
+            fragments = await self.render(user, topics)
+        except Exception:  # a failed render costs one update, never the socket
+            log.exception("live: rendering %s failed", ",".join(sorted(topics)))
+            return {}
+        finally:
+            self._render_slots.release()
         self.renders += 1
         return fragments
 
@@ -420,6 +428,12 @@ class LiveHub:
         if user in self._portfolio_timers or "portfolio" in self._dirty.get(user, ()):
             return
         wait = self._portfolio_at.get(user, float("-inf")) + self.portfolio_every_s - time.monotonic()
+        if self._render_queue:
+            # Renders are queued (CPU or database busy): a price-driven refresh is best effort, so it waits a
+            # whole period rather than adding to the queue; prices themselves still go out at once. Events
+            # (fills, alerts, ...) are never put off.
+            self.shed += 1
+            wait = max(wait, self.portfolio_every_s)
         if wait <= 0:
             self.mark(user, ("portfolio",))
             return
