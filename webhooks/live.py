@@ -136,6 +136,7 @@ class LiveHub:
         self._by_symbol: dict[str, set[Client]] = {}
         self._prices: dict[str, PriceEntry] = {}
         self._dirty: dict[UUID, set[str]] = {}
+        self._events: dict[UUID, int] = {}  # per user, events marked so far: a render overtaken by one is redone
         self._dirty_timers: dict[UUID, asyncio.TimerHandle] = {}
         self._portfolio_at: dict[UUID, float] = {}
         self._portfolio_timers: dict[UUID, asyncio.TimerHandle] = {}
@@ -234,9 +235,13 @@ class LiveHub:
             log.warning("live: could not read held symbols (%s)", exc)
             held = set()
         self._index(client, frozenset(held))
+        seen = self._events.get(client.user, 0)
         fragments = await self._render(client.user, client.topics)
         if fragments:
             self._send(client, _fragments_message(fragments))
+        if self._events.get(client.user, 0) != seen:
+            # A change came in while this rendered: its own refresh may have been sent first, so send again.
+            self.mark(client.user, client.topics)
         prices = await self._current_prices(client.symbols)
         if prices:
             self._send(client, _prices_message(prices))
@@ -264,6 +269,8 @@ class LiveHub:
             if not group:
                 del self._clients[client.user]
                 self._dirty.pop(client.user, None)
+                self._events.pop(client.user, None)
+                self._portfolio_at.pop(client.user, None)
                 for timers in (self._dirty_timers, self._portfolio_timers):
                     if (handle := timers.pop(client.user, None)) is not None:
                         handle.cancel()
@@ -307,6 +314,7 @@ class LiveHub:
         """Re-render these topics for the user's sockets soon (events within `coalesce_s` render once)."""
         if user not in self._clients:
             return
+        self._events[user] = self._events.get(user, 0) + 1
         self._dirty.setdefault(user, set()).update(topics)
         if user not in self._dirty_timers:
             loop = asyncio.get_running_loop()
@@ -330,12 +338,16 @@ class LiveHub:
         groups: dict[frozenset[str], list[Client]] = {}
         for client in clients:
             groups.setdefault(client.topics & topics, []).append(client)
+        seen = self._events.get(user, 0)
         for wanted, group in groups.items():
             fragments = await self._render(user, wanted)
             if fragments:
                 message = _fragments_message(fragments)
                 for client in group:
                     self._send(client, message)
+        if self._events.get(user, 0) != seen and user not in self._dirty_timers:
+            # Overtaken while rendering by a change whose refresh may already have been sent: send again.
+            self.mark(user, topics)
 
     async def _render(self, user: UUID, topics: frozenset[str]) -> dict[str, str]:
         self._render_queue += 1

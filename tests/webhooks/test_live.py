@@ -409,3 +409,30 @@ async def test_live_js_is_served_and_dashboard_pages_allow_only_same_origin_scri
     page = await live.client.get("/", headers={"Cookie": f"{COOKIE}={await live.session(live.alice)}"})
     csp = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+
+
+async def test_a_render_overtaken_by_a_newer_change_is_followed_by_a_fresh_one(live: Live) -> None:
+    gate = asyncio.Event()
+    state = {"version": 1}
+    calls = 0
+
+    async def slow_first(user: UUID, topics: frozenset[str]) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        version = state["version"]  # what the database said when this render read it
+        if calls == 1:
+            await gate.wait()
+        return {"orders": f'<section id="orders">v{version}</section>'}
+
+    live.hub.render = slow_first
+    ws = await live.connect(live.alice, "orders")
+    async with asyncio.timeout(WAIT_S):
+        while calls == 0:  # noqa: ASYNC110 -- a bounded wait for the snapshot's render to start
+            await asyncio.sleep(0.01)
+    state["version"] = 2
+    live.hub.mark(live.alice, {"orders"})
+    await next_message(ws, "fragments", has("orders", "v2"))  # the change's own refresh, sent first
+    gate.set()
+    await next_message(ws, "fragments", has("orders", "v1"))  # the snapshot, late and stale
+    await next_message(ws, "fragments", has("orders", "v2"))  # and so it is redone
+    await ws.close()
