@@ -152,9 +152,11 @@ async def test_an_expired_once_alert_does_not_fire(
     clock.advance(minutes=6)
     await feed(engine, clock, "AAPL", "211")
     assert await notifications(db) == [] and (await alert_row(db, alert.id))["status"] == "active"
-    async with db.system_scope("alerts.expiry") as s:
-        assert await expire_alerts(s, clock()) == 1
-        assert await expire_alerts(s, clock()) == 0
+    async with heard(db, LIVE) as queue:
+        async with db.system_scope("alerts.expiry") as s:
+            assert await expire_alerts(s, clock()) == 1
+            assert await expire_alerts(s, clock()) == 0
+        assert parse_live(await asyncio.wait_for(queue.get(), 10)) == {alice: {"alerts"}}  # the page drops it
 
 
 async def test_the_engine_follows_creates_and_deletes_from_any_process(
