@@ -25,6 +25,8 @@ from core.db.migrate import migrate
 from core.errors import SetupError
 from core.notifications.notifier import ConsoleNotifier, RoutingNotifier
 from webhooks.app import create_app
+from webhooks.live import LiveHub
+from webhooks.pages import topic_renderer
 
 log = logging.getLogger("tradedesk.run")
 
@@ -87,6 +89,14 @@ async def run(settings: Settings) -> None:
                     "this database; this one serves the web app%s only",
                     " and the bot" if bot is not None else "",
                 )
+            desk = build_desk(settings, database, billing)
+            # Live pages: from the worker's own tick bus when this process runs it, else from the persisted prices.
+            live = LiveHub(
+                database,
+                render=topic_renderer(desk),
+                bus=worker.bus if worker is not None else None,
+                held_symbols=desk.held_symbols,
+            )
             app = create_app(
                 settings,
                 database=database,
@@ -95,8 +105,9 @@ async def run(settings: Settings) -> None:
                 bot_status=bot.status if bot is not None else None,
                 billing=billing,
                 webhook_secret=secret,
-                desk=build_desk(settings, database, billing),
+                desk=desk,
                 agent=build_agent(settings, channel="web"),
+                live=live,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

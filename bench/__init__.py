@@ -23,6 +23,7 @@ def _registry() -> dict[str, BenchFn]:
     from bench.commands import bench_commands
     from bench.dispatch import bench_dispatch
     from bench.feed import bench_feed
+    from bench.live import bench_live
     from bench.matching import bench_matching
     from bench.orders import bench_orders
     from bench.planner import bench_planner
@@ -34,6 +35,7 @@ def _registry() -> dict[str, BenchFn]:
         "commands": bench_commands,
         "dispatch": bench_dispatch,
         "feed": bench_feed,
+        "live": bench_live,
         "matching": bench_matching,
         "orders": bench_orders,
         "planner": bench_planner,

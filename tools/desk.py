@@ -24,6 +24,7 @@ from core.charts import equity_series, period_window, price_series, render_chart
 from core.db.database import Database, scope_connection
 from core.db.identity import identify
 from core.errors import InvalidInput, NotFound
+from core.live import notify_live
 from core.market.instruments import InstrumentInfo, load_instruments
 from core.market.quotes import QuoteSource
 from core.market.sessions import Clock, utc_clock
@@ -169,6 +170,12 @@ class Desk:
             pf = await find_portfolio(s, name, self.config.starting_cash)
             return await value_portfolio(s, pf.id, now=self.clock(), stale_after=self.config.stale_after)
 
+    async def held_symbols(self, user: UUID) -> set[str]:
+        """The symbols of the user's open positions, in any portfolio (what their live page shows prices of)."""
+        async with self.db.user_scope(user) as s:
+            rows = await (await scope_connection(s)).fetch("SELECT DISTINCT symbol FROM positions WHERE qty <> 0")
+        return {r["symbol"] for r in rows}
+
     async def pnl(self, user: UUID, period: str, name: str | None = None) -> PeriodPnl:
         async with self.db.user_scope(user) as s:
             pf = await find_portfolio(s, name, self.config.starting_cash)
@@ -298,7 +305,7 @@ class Desk:
     async def confirm(self, user: UUID, proposal_id: UUID) -> Confirmed | Requoted:
         """Carry out a proposal the user confirmed by button (the only way an order placed from a proposal trades)."""
         async with self.db.user_scope(user) as s:
-            return await confirm_proposal(
+            result = await confirm_proposal(
                 s,
                 self.broker,
                 proposal_id,
@@ -307,6 +314,9 @@ class Desk:
                 max_drift_bps=self.config.max_drift_bps,
                 ttl=self.config.proposal_ttl,
             )
+            if isinstance(result, Confirmed):
+                await notify_live(s, {user: ("orders", "portfolio")})
+            return result
 
     async def cancel_proposal(self, user: UUID, proposal_id: UUID) -> Proposal:
         async with self.db.user_scope(user) as s:
@@ -332,7 +342,9 @@ class Desk:
 
     async def cancel_order(self, user: UUID, order_id: UUID) -> OrderView:
         async with self.db.user_scope(user) as s:
-            return await self.broker.cancel(s, order_id)
+            order = await self.broker.cancel(s, order_id)
+            await notify_live(s, {user: ("orders", "portfolio")})
+            return order
 
     async def open_order_choices(self, user: UUID, typed: str, limit: int = 25) -> list[OrderView]:
         """The user's open orders matching what they typed (symbol or id prefix), newest first, for autocomplete."""
@@ -363,7 +375,7 @@ class Desk:
         canonical = check_symbol(symbol)
         quote = await self.quotes.quote(canonical)
         async with self.db.user_scope(user) as s:
-            return await create_alert(
+            alert = await create_alert(
                 s,
                 canonical,
                 ALERT_KINDS[kind],
@@ -374,10 +386,13 @@ class Desk:
                 last_price=quote.price if quote else None,
                 now=self.clock(),
             )
+            await notify_live(s, {user: ("alerts",)})
+            return alert
 
     async def remove_alert(self, user: UUID, alert_id: UUID) -> None:
         async with self.db.user_scope(user) as s:
             await delete_alert(s, alert_id)
+            await notify_live(s, {user: ("alerts",)})
 
     async def alert_choices(self, user: UUID, typed: str, limit: int = 25) -> list[Alert]:
         needle = typed.strip().lower()

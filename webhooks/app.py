@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from uuid import UUID
 
 from aiohttp import web
 
@@ -16,7 +17,9 @@ from tools.agent import Agent
 from tools.desk import Desk
 from webhooks.billing_sim import BillingSimulator, add_simulator_routes
 from webhooks.dashboard import add_dashboard_routes, security_headers
+from webhooks.live import LiveHub, add_live_routes
 from webhooks.stripe import add_stripe_routes
+from webhooks.web_session import ORIGINS, current_session
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ def create_app(
     webhook_secret: str | None = None,
     desk: Desk | None = None,
     agent: Agent | None = None,
+    live: LiveHub | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security_headers])
     app[SETTINGS] = settings
@@ -79,4 +83,12 @@ def create_app(
             add_simulator_routes(app, billing)
     if desk is not None:
         add_dashboard_routes(app, desk, public_url=settings.public_url, agent=agent)
+        if live is not None:
+            add_live_routes(app, live, signed_in_user, origins=app[ORIGINS])
     return app
+
+
+async def signed_in_user(request: web.Request) -> UUID | None:
+    """The dashboard cookie's user, for the live socket."""
+    session = await current_session(request)
+    return None if session is None else session[0]

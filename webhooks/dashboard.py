@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from core.auth.service import LOGIN_REJECTED, SESSION_TTL, InvalidLogin
@@ -26,7 +25,7 @@ from core.errors import DomainError, EntitlementRequired, InvalidInput, NotFound
 from tools.agent import Agent
 from tools.desk import Desk
 from webhooks import pages, web_chat
-from webhooks.formatting import FILTERS
+from webhooks.templating import environment
 from webhooks.web_session import (
     COOKIE,
     DESK,
@@ -107,13 +106,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 def add_dashboard_routes(app: web.Application, desk: Desk, *, public_url: str, agent: Agent | None = None) -> None:
     configure(app, desk, public_url)
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters.update(FILTERS)
+    app[aiohttp_jinja2.APP_KEY] = environment()
     routes = [
         app.router.add_get("/login/{token}", login_page),
         app.router.add_post("/login/{token}", login),

@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from core.charts import PERIODS
 from core.errors import InvalidInput, NotFound
 from core.orders.broker import OPEN_STATUSES
 from tools.desk import Desk
+from webhooks.templating import environment
 from webhooks.web_session import DESK, Visitor, message, render, signed_in
 
 TOPICS = ("portfolio", "orders", "alerts", "inbox", "plan")
@@ -59,10 +59,9 @@ def fragment_id(template: str) -> str:
     return template.removeprefix("_").removesuffix(".html")
 
 
-def topic_renderer(app: web.Application) -> Callable[[UUID, frozenset[str]], Awaitable[dict[str, str]]]:
+def topic_renderer(desk: Desk) -> Callable[[UUID, frozenset[str]], Awaitable[dict[str, str]]]:
     """For the live hub: {element id: HTML} of a user's fragments for `topics`, rendered as the pages render them."""
-    env = aiohttp_jinja2.get_env(app)
-    desk = app[DESK]
+    env = environment()
 
     async def render_topics(user: UUID, topics: frozenset[str]) -> dict[str, str]:
         out: dict[str, str] = {}

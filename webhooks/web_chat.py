@@ -12,7 +12,6 @@ import base64
 from dataclasses import dataclass, field
 from uuid import UUID
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from core.errors import InvalidInput
@@ -21,6 +20,7 @@ from core.orders.proposals import Confirmed, Proposal
 from tools.agent import Agent
 from tools.context import ToolContext
 from webhooks.pages import object_id, topic_context
+from webhooks.templating import environment
 from webhooks.web_session import DESK, Visitor, render, signed_in, wants_json
 
 AGENT = web.AppKey("dashboard_agent", Agent)
@@ -39,7 +39,7 @@ class Turn:
 async def show(request: web.Request, visitor: Visitor, turn: Turn) -> web.StreamResponse:
     """The turn as an HTML fragment for chat.js, or the whole overview with the turn in it (no script)."""
     if wants_json(request):
-        template = aiohttp_jinja2.get_env(request.app).get_template("_chat_turn.html")
+        template = environment().get_template("_chat_turn.html")
         return web.json_response({"html": template.render(turn=turn, csrf=visitor.csrf)})
     context = await topic_context(request.app[DESK], visitor.user, "portfolio")
     context["chat"] = [turn]

@@ -45,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.alerts.index import PRICE_DECIMALS, AlertIndex, Entry, scaled, scaled_threshold
 from core.db.database import DATABASE_ERRORS, Database, raw_connection
+from core.live import notify_live
 from core.market.sessions import Clock, utc_clock
 from core.market.ticks import Tick
 
@@ -329,10 +330,13 @@ class AlertEngine:
             if self._retry and (force or time.monotonic() >= self._retry_at):
                 self._pending.extendleft(reversed(self._retry))
                 self._retry = []
+            fired_for: set[UUID] = set()  # users whose alerts fired in this batch: told once, after it
             while self._pending:
                 fire = self._pending.popleft()
                 try:
-                    await self._fire(*fire)
+                    user = await self._fire(*fire)
+                    if user is not None:
+                        fired_for.add(user)
                 except asyncio.CancelledError:
                     # Cut short mid-commit: still owed. Committing it again is safe (conditional on the count).
                     self._pending.appendleft(fire)
@@ -343,6 +347,17 @@ class AlertEngine:
                     self.failed += 1
                     self._retry.append(fire)
                     self._retry_at = time.monotonic() + self.retry_after_s
+            await self._tell_live(fired_for)
+
+    async def _tell_live(self, users: set[UUID]) -> None:
+        """One NOTIFY per batch of fires (never per tick): live dashboards re-render these users' alerts and inbox."""
+        if not users:
+            return
+        try:
+            async with self.db.system_scope(REASON) as s:
+                await notify_live(s, dict.fromkeys(users, ("alerts", "inbox")))
+        except _RETRY_ERRORS as exc:
+            log.warning("alerts: could not tell live pages about %d user(s)' fires (%s)", len(users), exc)
 
     async def retry_pending(self, *, force: bool = False) -> None:
         """Retry the triggers whose transaction failed (at most every retry_after_s unless forced)."""
@@ -367,22 +382,28 @@ class AlertEngine:
             log.error("alerts: stopping with %d crossed alerts not fired (the database is away)", left)
         return left
 
-    async def _fire(self, entry: Entry, price: Decimal, ts: datetime) -> None:
+    async def _fire(self, entry: Entry, price: Decimal, ts: datetime) -> UUID | None:
+        """Commit one fire; the alert's owner when it fired, else None."""
         if entry.expires and entry.expires <= ts.timestamp():
-            return  # expired: dropped from the index; expire_alerts marks it
+            return None  # expired: dropped from the index; expire_alerts marks it
         alert_id = UUID(bytes=entry.id)
         self._inflight = (entry, price, ts)
         try:
             async with self.db.system_scope(REASON) as s:
-                notification = await (await raw_connection(s)).fetchval(
-                    "SELECT fire_alert($1, $2, $3, $4)", alert_id, entry.trigger_count, price, ts
+                row = await (await raw_connection(s)).fetchrow(
+                    "SELECT fire_alert($1, $2, $3, $4) AS notification, (SELECT user_id FROM alerts WHERE id = $1)",
+                    alert_id,
+                    entry.trigger_count,
+                    price,
+                    ts,
                 )
+            notification, owner = row["notification"], row["user_id"]
         except _RETRY_ERRORS as exc:
             self.failed += 1
             self._retry.append((entry, price, ts))
             self._retry_at = time.monotonic() + self.retry_after_s
             log.warning("alerts: could not fire alert %s (%s); will retry", alert_id, exc)
-            return
+            return None
         finally:
             self._inflight = None
         if notification is None:
@@ -394,7 +415,7 @@ class AlertEngine:
                 self._stale.add(alert_id)
                 self._retry_at = time.monotonic() + self.retry_after_s
                 log.warning("alerts: could not re-read alert %s (%s); will retry", alert_id, exc)
-            return
+            return None
         self.fired += 1
         log.info("alerts: fired %s %s %s at %s", entry.symbol, entry.direction, alert_id, price)
         if self.on_fired is not None:
@@ -402,3 +423,4 @@ class AlertEngine:
         if entry.cooldown_s != ONCE:
             rearm = replace(entry, trigger_count=entry.trigger_count + 1)
             heapq.heappush(self._rearm, (ts.timestamp() + entry.cooldown_s, next(self._seq), rearm))
+        return owner if isinstance(owner, UUID) else None

@@ -18,6 +18,7 @@ from core.billing.entitlements import entitlements
 from core.db.database import Scope, scope_connection
 from core.db.listen import CHANGES
 from core.errors import EntitlementRequired, InvalidInput, NotFound, UnknownSymbol
+from core.live import notify_live
 
 KINDS = ("above", "below", "percent")
 # Thresholds are held by the engine as int64 at SCALE decimal places: at most 8 decimals and 10^10.
@@ -218,5 +219,11 @@ async def delete_alert(scope: Scope, alert_id: UUID) -> None:
 async def expire_alerts(scope: Scope, now: datetime) -> int:
     """Mark active alerts whose expiry has passed as expired (the scheduler's job, in system_scope)."""
     conn = await scope_connection(scope)
+    # Whose alerts expire, for their live pages (one NOTIFY for all, delivered when this commits).
+    users = await conn.fetch(
+        "SELECT DISTINCT user_id FROM alerts WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= $1",
+        now,
+    )
     expired: int = await conn.fetchval("SELECT expire_alerts($1)", now)
+    await notify_live(scope, dict.fromkeys((r["user_id"] for r in users), ("alerts",)))
     return expired

@@ -29,6 +29,7 @@ import asyncpg
 from core.billing.entitlements import IS_PRO, PAST_DUE_GRACE
 from core.billing.gateway import BillingGateway, SubscriptionState, subscription_state
 from core.db.database import Database, Scope, scope_connection
+from core.live import notify_live
 from core.notifications.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ async def apply_stripe_event(
     elif was_pro and not is_pro:
         await _dm(conn, user, event_id, "downgraded", "You're on the Free plan now", "Your TradeDesk Pro subscription "
                   "has ended; your data stays, with the Free plan's limits. /upgrade any time.")  # fmt: skip
+    await notify_live(conn, {user: ("plan",)})  # the user's live dashboard shows the new plan once this commits
     return Applied("applied", user)
 
 

@@ -80,6 +80,7 @@ class ChangeListener:
         self.connections += 1
         self.connected.set()
         lost_wait = asyncio.ensure_future(lost.wait())
+        get: asyncio.Future[str] | None = None
         try:
             while not lost.is_set():
                 get = asyncio.ensure_future(queue.get())
@@ -90,3 +91,5 @@ class ChangeListener:
                     get.cancel()
         finally:
             lost_wait.cancel()
+            if get is not None:
+                get.cancel()  # when the listener itself is cancelled mid-wait

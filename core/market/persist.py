@@ -2,9 +2,10 @@
 
 A bus consumer folds every tick into memory (the newest tick per symbol, and per symbol and minute the open, high,
 low, close, volume and count of the ticks since the last write); every `flush_every_s` one `system_scope`
-transaction writes all of it with one multi-row upsert per table. So the database sees at most one write
-transaction per second whatever the tick rate, and last_prices is never older than that, well inside the staleness
-window (TRADEDESK_MARKET_STALE_AFTER_S) that QuoteSource and the broker apply.
+transaction writes all of it with one multi-row upsert per table, and publishes the new last prices on the
+`tradedesk_prices` channel (core/live.py) for live dashboards in processes without the bus. So the database sees
+at most one write transaction per second whatever the tick rate, and last_prices is never older than that, well
+inside the staleness window (TRADEDESK_MARKET_STALE_AFTER_S) that QuoteSource and the broker apply.
 
 Bars are upserted as deltas that merge with what is stored (high/low widen, close moves on, volume and count add
 up), so bars stay right across flushes, restarts mid-minute, and a failed write, whose data is merged back and
@@ -24,6 +25,7 @@ from decimal import Decimal
 from sqlalchemy import text
 
 from core.db.database import Database, run_sql
+from core.live import notify_prices
 from core.market.bus import Subscription, TickBus
 from core.market.ticks import Tick
 
@@ -183,6 +185,9 @@ class PricePersister:
                     await run_sql(session, _UPSERT_LAST, _last_params(last.values()))
                 if bars:
                     await run_sql(session, _UPSERT_BARS, _bar_params(bars))
+                if last:
+                    # Web processes without the tick bus show live prices from this (delivered at commit).
+                    await notify_prices(session, last.values())
         except Exception as exc:  # noqa: BLE001 -- a failed write (database away) is retried, never fatal
             self._merge_back(last, bars)
             self.failures += 1

@@ -12,6 +12,7 @@ from datetime import datetime, time
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.database import Scope, raw_connection, scope_connection
+from core.live import notify_live
 
 _ENQUEUE = """
 WITH valid AS MATERIALIZED (
@@ -43,14 +44,16 @@ SELECT id, 'system', 'digest:' || local_date, 'Your TradeDesk digest for ' || to
               to_char(td_round_to(equity, 0.01), 'FM999,999,999,990.00'), fired, fills, open)
   FROM summary
 ON CONFLICT (user_id, dedupe_key) DO NOTHING
+RETURNING user_id
 """
 
 
 async def enqueue_digests(session: AsyncSession, now: datetime) -> int:
     """Write today's digest for every user whose digest time has passed (system_scope). Returns how many."""
     conn = await raw_connection(session)
-    status = await conn.execute(_ENQUEUE, now)
-    return int(status.rsplit(" ", 1)[-1])
+    users = [r["user_id"] for r in await conn.fetch(_ENQUEUE, now)]
+    await notify_live(session, dict.fromkeys(users, ("inbox",)))  # one NOTIFY (per 7 kB) for the whole batch
+    return len(users)
 
 
 async def set_digest_time(scope: Scope, at: time | None) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from core.db.database import Scope, scope_connection
+from core.live import notify_live
 
 KINDS = frozenset({"alert", "fill", "order", "billing", "system"})
 MAX_TITLE = 256
@@ -58,4 +59,6 @@ async def enqueue(
     new_id: int | None = await conn.fetchval(
         _INSERT, user_id, kind, dedupe_key, title, body, json.dumps(payload or {}), alert_id, not_before
     )
+    if new_id is not None:
+        await notify_live(conn, {user_id: ("inbox",)})  # the user's live inbox, once this commits
     return new_id

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from core.db.database import DATABASE_ERRORS, Database, raw_connection
+from core.live import notify_live
 from core.market.sessions import ALWAYS, MarketHours
 from core.market.ticks import Tick
 from core.orders.book import OrderBook, RestingOrder
@@ -95,9 +96,12 @@ class Matcher:
         if rules is None or not self.hours.is_open(rules.trading_session or ALWAYS, tick.ts):
             return
         taken = self.book.take_triggered(tick.symbol, tick.price)
+        if not taken:
+            return
+        changed: set[UUID] = set()  # owners of orders this tick filled or triggered, told once after the batch
         for done, order in enumerate(taken):
             try:
-                await self._act(order, tick, rules)
+                await self._act(order, tick, rules, changed)
             except DATABASE_ERRORS as exc:
                 # The database is the truth: keep this order and the ones not reached yet indexed; a later tick
                 # tries again (trigger_stop and apply_fill are safe to repeat).
@@ -109,23 +113,35 @@ class Matcher:
                     type(exc).__name__,
                     len(taken) - done,
                 )
-                return
+                break
+        await self._tell_live(changed)
 
-    async def _act(self, order: RestingOrder, tick: Tick, rules: InstrumentRules) -> None:
+    async def _tell_live(self, users: set[UUID]) -> None:
+        """One NOTIFY for the whole batch (never one per fill): live dashboards re-render these users' orders."""
+        if not users:
+            return
+        try:
+            async with self.db.system_scope("orders.matching") as s:
+                await notify_live(s, dict.fromkeys(users, ("orders", "portfolio")))
+        except DATABASE_ERRORS as exc:
+            log.warning("matching: could not tell live pages about %d user(s)' fills (%s)", len(users), exc)
+
+    async def _act(self, order: RestingOrder, tick: Tick, rules: InstrumentRules, changed: set[UUID]) -> None:
         if order.type == "stop_limit" and not order.triggered:
             async with self.db.system_scope("orders.matching") as s:
-                triggered = await (await raw_connection(s)).fetchval(
-                    "SELECT id FROM trigger_stop($1, $2)", order.id, tick.ts
+                triggered = await (await raw_connection(s)).fetchrow(
+                    "SELECT id, user_id FROM trigger_stop($1, $2)", order.id, tick.ts
                 )
-            if triggered is None:
+            if triggered is None or triggered["id"] is None:
                 return  # canceled or filled elsewhere meanwhile
+            changed.add(triggered["user_id"])
             order = replace(order, triggered=True)
             limit = order.limit_price
             assert limit is not None
             if (order.side == "buy" and tick.price > limit) or (order.side == "sell" and tick.price < limit):
                 self.book.add(order)
                 return
-        await self._fill(order, self._fill_price(order, tick.price, rules), tick)
+        await self._fill(order, self._fill_price(order, tick.price, rules), tick, changed)
 
     def _fill_price(self, order: RestingOrder, price: Decimal, rules: InstrumentRules) -> Decimal:
         if order.acts_as_limit:
@@ -135,11 +151,12 @@ class Matcher:
         slip = self.costs.slippage_bps / Decimal(10000)
         return round_to_tick(price * (1 + slip if order.side == "buy" else 1 - slip), rules.tick_size)
 
-    async def _fill(self, order: RestingOrder, price: Decimal, tick: Tick) -> None:
+    async def _fill(self, order: RestingOrder, price: Decimal, tick: Tick, changed: set[UUID]) -> None:
         async with self.db.system_scope("orders.matching") as s:
-            fill_id = await (await raw_connection(s)).fetchval(
-                "SELECT id FROM apply_fill($1, $2, $3, $4)", order.id, price, tick.ts, self.costs.fee_bps
+            fill = await (await raw_connection(s)).fetchrow(
+                "SELECT id, user_id FROM apply_fill($1, $2, $3, $4)", order.id, price, tick.ts, self.costs.fee_bps
             )
-        if fill_id is not None:
+        if fill is not None and fill["id"] is not None:
+            changed.add(fill["user_id"])
             self.fills += 1
             log.info("matching: filled %s %s %s at %s", order.side, order.symbol, order.id, price)

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.database import Scope, raw_connection, scope_connection
 from core.errors import domain_error
+from core.live import notify_live
 from core.market.sessions import ALWAYS, MarketHours
 from core.orders.broker import OPEN_STATUSES, OrderRequest
 from core.orders.models import OrderView
@@ -123,4 +124,6 @@ class PaperBroker:
 async def expire_day_orders(session: AsyncSession, now: datetime) -> list[UUID]:
     """Expire DAY orders whose session has closed (the scheduler's job, in system_scope). Returns their ids."""
     conn = await raw_connection(session)
-    return [r["id"] for r in await conn.fetch("SELECT id FROM expire_orders($1)", now)]
+    rows = await conn.fetch("SELECT id, user_id FROM expire_orders($1)", now)
+    await notify_live(session, dict.fromkeys({r["user_id"] for r in rows}, ("orders", "portfolio")))  # one for all
+    return [r["id"] for r in rows]

@@ -207,7 +207,7 @@ async def test_the_live_fragments_are_the_pages_own_and_the_users_own(site: Site
     await site.buy(site.alice, "AAPL", "4")
     await site.buy(site.bob, "TSLA", "1")
     alice, _ = await signed_in(site, site.alice)
-    render = topic_renderer(site.client.app)
+    render = topic_renderer(site.desk)
     fragments = await render(site.alice, frozenset({"portfolio", "orders", "alerts", "inbox", "plan"}))
     assert set(fragments) == {"summary", "positions", "orders", "alerts", "inbox", "plan"}
     page = await (await site.get("/", alice)).text()

@@ -18,11 +18,13 @@ from core.alerts.models import Alert
 from core.alerts.service import create_alert, delete_alert, expire_alerts, list_alerts
 from core.db.database import Database, raw_connection
 from core.db.listen import ChangeListener
+from core.live import LIVE, parse_live
 from core.market.bus import TickBus
 from core.market.ticks import Tick
 from tests.conftest import PgCluster
 from tests.core.orders.conftest import Clock
 from tests.core.orders.test_matching import eventually
+from tests.core.test_live import heard
 
 D = Decimal
 
@@ -150,9 +152,11 @@ async def test_an_expired_once_alert_does_not_fire(
     clock.advance(minutes=6)
     await feed(engine, clock, "AAPL", "211")
     assert await notifications(db) == [] and (await alert_row(db, alert.id))["status"] == "active"
-    async with db.system_scope("alerts.expiry") as s:
-        assert await expire_alerts(s, clock()) == 1
-        assert await expire_alerts(s, clock()) == 0
+    async with heard(db, LIVE) as queue:
+        async with db.system_scope("alerts.expiry") as s:
+            assert await expire_alerts(s, clock()) == 1
+            assert await expire_alerts(s, clock()) == 0
+        assert parse_live(await asyncio.wait_for(queue.get(), 10)) == {alice: {"alerts"}}  # the page drops it
 
 
 async def test_the_engine_follows_creates_and_deletes_from_any_process(
@@ -424,3 +428,20 @@ async def test_without_a_committing_task_of_its_own_the_engine_starts_one(
     await eventually(lambda: engine.fired == 1)
     assert await engine.drain() == 0  # and the stop ends the task it started
     assert [n["alert_id"] for n in await notifications(db)] == [alert.id]
+
+
+async def test_a_batch_of_fires_tells_live_pages_once_with_the_distinct_users(
+    db: Database, alice: UUID, bob: UUID, engine: AlertEngine, clock: Clock
+) -> None:
+    for user in (alice, alice, bob):
+        await new_alert(db, user, clock, "AAPL", "above", "210")
+    await engine.reload(clock())
+    async with heard(db, LIVE) as queue:
+        clock.advance(seconds=1)
+        await engine.on_tick(tick("AAPL", "211", clock))
+        await engine.flush()  # three fires, three transactions, one NOTIFY after them
+        payload = await asyncio.wait_for(queue.get(), 10)
+        await asyncio.sleep(0.05)
+        assert queue.empty()
+    assert parse_live(payload) == {alice: {"alerts", "inbox"}, bob: {"alerts", "inbox"}}
+    assert engine.fired == 3

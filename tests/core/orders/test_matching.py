@@ -14,13 +14,15 @@ import pytest
 
 from core.db.database import Database, raw_connection
 from core.db.listen import ChangeListener
+from core.live import LIVE, parse_live
 from core.market.ticks import Tick
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.matching import Matcher
 from core.orders.models import OrderView as Order
 from core.orders.paper import PaperBroker
 from tests.conftest import PgCluster
-from tests.core.orders.conftest import Clock
+from tests.core.orders.conftest import Clock, new_trader
+from tests.core.test_live import heard
 from tests.helpers import listening
 
 D = Decimal
@@ -261,3 +263,23 @@ async def test_a_database_that_went_away_loses_no_order_from_the_index(
     await matcher.on_tick(tick("AAPL", "194.00", clock))  # the pool reconnects: all three fill
     for order in [*orders, stop_limit]:
         assert (await status(db, user, order.id))[0] == "filled"
+
+
+async def test_a_tick_that_fills_several_orders_tells_live_pages_once_with_the_distinct_users(
+    db: Database, broker: PaperBroker, trader: tuple[UUID, UUID], clock: Clock, matcher: Matcher
+) -> None:
+    alice, alice_pf = trader
+    bob, bob_pf = await new_trader(db, "bob")
+    for user, pf in ((alice, alice_pf), (alice, alice_pf), (bob, bob_pf)):
+        await place(
+            db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D("190")
+        )
+    await matcher.reload()
+    async with heard(db, LIVE) as queue:
+        await matcher.on_tick(tick("AAPL", "189", clock))  # no NOTIFY per fill: one for the batch
+        payload = await asyncio.wait_for(queue.get(), 10)
+        await matcher.on_tick(tick("AAPL", "185", clock))  # nothing left to fill: nothing said
+        await asyncio.sleep(0.05)
+        assert queue.empty()
+    assert parse_live(payload) == {alice: {"orders", "portfolio"}, bob: {"orders", "portfolio"}}
+    assert matcher.fills == 3

@@ -14,10 +14,12 @@ import pytest
 
 from core.db.database import Database, raw_connection
 from core.errors import DomainError
+from core.live import LIVE, parse_live
 from core.orders.broker import OrderRequest, OrderType, Side, TimeInForce
 from core.orders.models import OrderView as Order
-from core.orders.paper import PaperBroker
+from core.orders.paper import PaperBroker, expire_day_orders
 from tests.core.orders.conftest import Clock, new_trader
+from tests.core.test_live import heard
 
 D = Decimal
 
@@ -480,3 +482,18 @@ async def test_another_users_portfolio_is_not_found(
     with pytest.raises(DomainError, match="portfolio does not exist") as info:
         await submit(db, broker, user, bob_pf, symbol="AAPL", side=Side.BUY, type=OrderType.MARKET, qty=D(1))
     assert info.value.code == "not_found"
+
+
+async def test_expiring_day_orders_tells_live_pages_once_with_the_owners(
+    db: Database, broker: PaperBroker, trader: tuple[UUID, UUID], clock: Clock, market: Any
+) -> None:
+    user, pf = trader
+    day = await submit(
+        db, broker, user, pf, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT, qty=D(1), limit_price=D("150.00"),
+        tif=TimeInForce.DAY,
+    )  # fmt: skip
+    async with heard(db, LIVE) as queue:
+        async with db.system_scope("orders.expiry") as s:
+            assert await expire_day_orders(s, datetime(2026, 11, 26, 0, 0, tzinfo=UTC)) == [day.id]
+        payload = await asyncio.wait_for(queue.get(), 10)
+    assert parse_live(payload) == {user: {"orders", "portfolio"}}
