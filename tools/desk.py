@@ -166,18 +166,19 @@ class Desk:
     # -- portfolio ----------------------------------------------------------------------------------------------
 
     async def portfolio(self, user: UUID, name: str | None = None) -> PortfolioView:
-        async with self.db.user_scope(user) as s:
-            pf = await find_portfolio(s, name, self.config.starting_cash)
-            return await value_portfolio(s, pf.id, now=self.clock(), stale_after=self.config.stale_after)
+        # The bare connection: every dashboard page load and live refresh comes here, and the work is plain SQL.
+        async with self.db.user_connection(user) as conn:
+            pf = await find_portfolio(conn, name, self.config.starting_cash)
+            return await value_portfolio(conn, pf.id, now=self.clock(), stale_after=self.config.stale_after)
 
     async def held_symbols(self, user: UUID) -> set[str]:
         """The symbols of the user's open positions, in any portfolio (what their live page shows prices of)."""
-        async with self.db.user_scope(user) as s:
-            rows = await (await scope_connection(s)).fetch("SELECT DISTINCT symbol FROM positions WHERE qty <> 0")
+        async with self.db.user_connection(user) as conn:
+            rows = await conn.fetch("SELECT DISTINCT symbol FROM positions WHERE qty <> 0")
         return {r["symbol"] for r in rows}
 
     async def pnl(self, user: UUID, period: str, name: str | None = None) -> PeriodPnl:
-        async with self.db.user_scope(user) as s:
+        async with self.db.user_connection(user) as s:
             pf = await find_portfolio(s, name, self.config.starting_cash)
             return await period_pnl(s, pf.id, period, now=self.clock(), stale_after=self.config.stale_after)
 

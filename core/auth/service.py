@@ -124,23 +124,18 @@ async def session_user(db: Database, token: str, now: datetime) -> UUID | None:
     minute."""
     if not _plausible(token):
         return None
-    async with db.system_scope("auth.session_lookup") as s:
-        row = (
-            await run_sql(
-                s,
-                text("SELECT user_id, last_seen_at FROM web_sessions WHERE session_hash = :hash AND expires_at > :now"),
-                {"hash": digest(token), "now": now},
-            )
-        ).one_or_none()
+    # The bare connection: every dashboard request (and the live socket's handshake) starts here.
+    async with db.system_connection("auth.session_lookup") as conn:
+        row = await conn.fetchrow(
+            "SELECT user_id, last_seen_at FROM web_sessions WHERE session_hash = $1 AND expires_at > $2",
+            digest(token),
+            now,
+        )
         if row is None:
             return None
-        if now - row.last_seen_at >= SEEN_EVERY:
-            await run_sql(
-                s,
-                text("UPDATE web_sessions SET last_seen_at = :now WHERE session_hash = :hash"),
-                {"hash": digest(token), "now": now},
-            )
-    user_id: UUID = row.user_id
+        if now - row["last_seen_at"] >= SEEN_EVERY:
+            await conn.execute("UPDATE web_sessions SET last_seen_at = $2 WHERE session_hash = $1", digest(token), now)
+    user_id: UUID = row["user_id"]
     return user_id
 
 

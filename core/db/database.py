@@ -114,8 +114,8 @@ class Database:
 
         No ORM session is built (it costs more CPU than a paper order's whole SQL work), and BEGIN travels with the
         scope in one round trip, as `SET LOCAL` (what `set_config(..., true)` does, undone at COMMIT or ROLLBACK)
-        rather than a SELECT: utility statements need no planning and send no row back. Use it where one SQL
-        function call is all the work (e.g. placing an order).
+        rather than a SELECT: utility statements need no planning and send no row back. Use it where plain SQL is
+        all the work and it runs often (placing an order; valuing a portfolio for every dashboard page).
         """
         if not isinstance(user_id, UUID):
             raise TypeError(f"user_connection needs a UUID from resolve_identity, got {type(user_id).__name__}")

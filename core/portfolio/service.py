@@ -17,9 +17,8 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.db.database import raw_connection
+from core.db.database import Scope, scope_connection
 from core.errors import Conflict, InvalidInput, NotFound
 from core.orders.paper import BrokerCosts, call
 from core.portfolio.models import Portfolio
@@ -74,24 +73,22 @@ def _portfolio(row: asyncpg.Record) -> Portfolio:
     return Portfolio.model_validate(dict(row))
 
 
-async def open_portfolio(
-    session: AsyncSession, name: str, starting_cash: Decimal, *, allow_short: bool = False
-) -> Portfolio:
-    conn = await raw_connection(session)
+async def open_portfolio(session: Scope, name: str, starting_cash: Decimal, *, allow_short: bool = False) -> Portfolio:
+    conn = await scope_connection(session)
     row = await call(conn, "SELECT * FROM open_portfolio($1, $2, $3)", _name(name), starting_cash, allow_short)
     assert row is not None
     return _portfolio(row)
 
 
-async def list_portfolios(session: AsyncSession) -> list[Portfolio]:
-    conn = await raw_connection(session)
+async def list_portfolios(session: Scope) -> list[Portfolio]:
+    conn = await scope_connection(session)
     rows = await conn.fetch("SELECT * FROM portfolios WHERE archived_at IS NULL ORDER BY is_default DESC, created_at")
     return [_portfolio(r) for r in rows]
 
 
-async def default_portfolio(session: AsyncSession, starting_cash: Decimal, *, allow_short: bool = False) -> Portfolio:
+async def default_portfolio(session: Scope, starting_cash: Decimal, *, allow_short: bool = False) -> Portfolio:
     """The user's default portfolio, opened with the starting cash on first use."""
-    conn = await raw_connection(session)
+    conn = await scope_connection(session)
     row = await conn.fetchrow("SELECT * FROM portfolios WHERE is_default AND archived_at IS NULL")
     if row is not None:
         return _portfolio(row)
@@ -101,11 +98,11 @@ async def default_portfolio(session: AsyncSession, starting_cash: Decimal, *, al
         raise Conflict("Your default portfolio is being set up; try again.") from None
 
 
-async def find_portfolio(session: AsyncSession, name: str | None, starting_cash: Decimal) -> Portfolio:
+async def find_portfolio(session: Scope, name: str | None, starting_cash: Decimal) -> Portfolio:
     """The portfolio called `name` (case-insensitive), or the default one when no name is given."""
     if name is None or not name.strip():
         return await default_portfolio(session, starting_cash)
-    conn = await raw_connection(session)
+    conn = await scope_connection(session)
     row = await conn.fetchrow(
         "SELECT * FROM portfolios WHERE lower(name) = lower($1) AND archived_at IS NULL", " ".join(name.split())
     )
@@ -114,8 +111,8 @@ async def find_portfolio(session: AsyncSession, name: str | None, starting_cash:
     return _portfolio(row)
 
 
-async def rename_portfolio(session: AsyncSession, portfolio_id: UUID, name: str) -> Portfolio:
-    conn = await raw_connection(session)
+async def rename_portfolio(session: Scope, portfolio_id: UUID, name: str) -> Portfolio:
+    conn = await scope_connection(session)
     try:
         row = await conn.fetchrow(
             "UPDATE portfolios SET name = $2 WHERE id = $1 AND archived_at IS NULL RETURNING *",
@@ -134,25 +131,21 @@ async def rename_portfolio(session: AsyncSession, portfolio_id: UUID, name: str)
     return _portfolio(row)
 
 
-async def deposit(session: AsyncSession, portfolio_id: UUID, amount: Decimal) -> Portfolio:
+async def deposit(session: Scope, portfolio_id: UUID, amount: Decimal) -> Portfolio:
     if amount <= 0:
         raise InvalidInput("A deposit must be a positive amount.")
     return await _move_cash(session, portfolio_id, amount, "deposit", BrokerCosts())
 
 
-async def withdraw(
-    session: AsyncSession, portfolio_id: UUID, amount: Decimal, costs: BrokerCosts | None = None
-) -> Portfolio:
+async def withdraw(session: Scope, portfolio_id: UUID, amount: Decimal, costs: BrokerCosts | None = None) -> Portfolio:
     """Withdraw paper cash, never the cash held for open buy orders (priced with the broker's fee and slippage)."""
     if amount <= 0:
         raise InvalidInput("A withdrawal must be a positive amount.")
     return await _move_cash(session, portfolio_id, -amount, "withdrawal", costs or BrokerCosts())
 
 
-async def _move_cash(
-    session: AsyncSession, portfolio_id: UUID, amount: Decimal, note: str, costs: BrokerCosts
-) -> Portfolio:
-    conn = await raw_connection(session)
+async def _move_cash(session: Scope, portfolio_id: UUID, amount: Decimal, note: str, costs: BrokerCosts) -> Portfolio:
+    conn = await scope_connection(session)
     row = await call(
         conn,
         "SELECT * FROM move_cash($1, $2, $3, $4, $5)",
@@ -166,8 +159,8 @@ async def _move_cash(
     return _portfolio(row)
 
 
-async def reset_portfolio(session: AsyncSession, portfolio_id: UUID, cash: Decimal, now: datetime) -> Portfolio:
-    conn = await raw_connection(session)
+async def reset_portfolio(session: Scope, portfolio_id: UUID, cash: Decimal, now: datetime) -> Portfolio:
+    conn = await scope_connection(session)
     row = await call(conn, "SELECT * FROM reset_portfolio($1, $2, $3)", portfolio_id, cash, now)
     assert row is not None
     return _portfolio(row)
@@ -181,11 +174,11 @@ def _zone(name: str) -> ZoneInfo:
 
 
 async def value_portfolio(
-    session: AsyncSession, portfolio_id: UUID, *, now: datetime, stale_after: timedelta
+    session: Scope, portfolio_id: UUID, *, now: datetime, stale_after: timedelta
 ) -> PortfolioView:
     """Value one of the scoped user's portfolios at the last known prices."""
-    conn = await raw_connection(session)
-    pf = await conn.fetchrow("SELECT * FROM portfolios WHERE id = $1 AND archived_at IS NULL", portfolio_id)
+    conn = await scope_connection(session)
+    pf = await conn.fetchrow(_HEADER, portfolio_id)
     if pf is None:
         raise NotFound("That portfolio does not exist.")
     rows = await conn.fetch(
@@ -216,11 +209,9 @@ async def value_portfolio(
     held = [p for p in positions if p.qty != 0]
     market_value = sum((p.market_value for p in held if p.market_value is not None), Decimal(0))
     equity = pf["cash"] + market_value
-    # A reset starts the books over: from then on, what was put in is the cash it set plus later deposits.
-    net_deposits = await conn.fetchval(_NET_DEPOSITS, portfolio_id, None)
-    zone = _zone(await conn.fetchval("SELECT timezone FROM users") or "UTC")
+    zone = _zone(pf["timezone"] or "UTC")
     day_start = datetime.combine(now.astimezone(zone).date(), time(0), zone)
-    day_change = await _change_since(conn, portfolio_id, day_start, equity, net_deposits)
+    net_deposits, day_change = await _deposits_and_change(conn, portfolio_id, day_start, equity)
     price_times = [p.price_as_of for p in held if p.price_as_of is not None]
     return PortfolioView(
         id=pf["id"],
@@ -240,21 +231,19 @@ async def value_portfolio(
     )
 
 
-async def _change_since(
-    conn: asyncpg.Connection, portfolio_id: UUID, since: datetime, equity: Decimal, net_deposits: Decimal
-) -> Decimal | None:
-    """Equity gained since the last snapshot at or before `since` (None without one), deposits not counted."""
-    opening = await conn.fetchrow(
-        "SELECT ts, equity FROM equity_snapshots WHERE portfolio_id = $1 AND ts <= $2 ORDER BY ts DESC LIMIT 1",
-        portfolio_id,
-        since,
-    )
+async def _deposits_and_change(
+    conn: asyncpg.Connection, portfolio_id: UUID, since: datetime, equity: Decimal
+) -> tuple[Decimal, Decimal | None]:
+    """Net deposits now, and the equity gained since the last snapshot at or before `since` (None without one),
+    money moved in or out since that snapshot not counted: one round trip."""
+    rows = await conn.fetch(_DEPOSITS_AND_OPENING, portfolio_id, since)
+    now_row = next(r for r in rows if r["at"] is None)
+    opening = next((r for r in rows if r["at"] is not None), None)
+    net_deposits: Decimal = now_row["net_deposits"]
     if opening is None:
-        return None
-    # Money moved in or out since the opening snapshot is not a gain or a loss.
-    moved = net_deposits - await conn.fetchval(_NET_DEPOSITS, portfolio_id, opening["ts"])
-    change: Decimal = equity - opening["equity"] - moved
-    return change
+        return net_deposits, None
+    change: Decimal = equity - opening["opening_equity"] - (net_deposits - opening["net_deposits"])
+    return net_deposits, change
 
 
 PERIODS: dict[str, timedelta | None] = {
@@ -275,7 +264,7 @@ class PeriodPnl:
 
 
 async def period_pnl(
-    session: AsyncSession, portfolio_id: UUID, period: str, *, now: datetime, stale_after: timedelta
+    session: Scope, portfolio_id: UUID, period: str, *, now: datetime, stale_after: timedelta
 ) -> PeriodPnl:
     """Profit and loss over `period` (day, week, month, year, all): equity gained, deposits and withdrawals not counted.
 
@@ -289,7 +278,7 @@ async def period_pnl(
     all_time = view.equity - view.net_deposits
     if window is None:
         return PeriodPnl(period, None, all_time, view)
-    conn = await raw_connection(session)
+    conn = await scope_connection(session)
     since = now - window
     if period == "day":
         zone = _zone(await conn.fetchval("SELECT timezone FROM users") or "UTC")
@@ -301,20 +290,37 @@ async def period_pnl(
     )
     if started >= since:
         return PeriodPnl(period, None, all_time, view)
-    change = await _change_since(conn, portfolio_id, since, view.equity, view.net_deposits)
+    _, change = await _deposits_and_change(conn, portfolio_id, since, view.equity)
     return PeriodPnl(period, since, change, view)
 
 
-# Net deposits as of a time (NULL: now): deposits and withdrawals, where the latest reset counts as a deposit of the
-# whole cash it set (the ledger's running sum at the reset row, since cash always equals that sum).
-_NET_DEPOSITS = """
-WITH ledger AS (
-    SELECT id, amount, kind FROM cash_ledger
-     WHERE portfolio_id = $1 AND ($2::timestamptz IS NULL OR created_at <= $2)
-), last_reset AS (SELECT max(id) AS id FROM ledger WHERE kind = 'reset')
-SELECT coalesce(sum(l.amount) FILTER (WHERE l.id <= r.id), 0)
-     + coalesce(sum(l.amount) FILTER (WHERE l.kind <> 'trade' AND (r.id IS NULL OR l.id > r.id)), 0)
-  FROM ledger l CROSS JOIN last_reset r
+_HEADER = (
+    "SELECT pf.*, (SELECT timezone FROM users) AS timezone FROM portfolios pf"
+    " WHERE pf.id = $1 AND pf.archived_at IS NULL"
+)
+
+# Net deposits as of a cutoff `c.at` (NULL: now): deposits and withdrawals, where the latest reset counts as a deposit
+# of the whole cash it set (the ledger's running sum at the reset row, since cash always equals that sum).
+_NET_DEPOSITS_AT = """
+    WITH l AS (SELECT id, amount, kind FROM cash_ledger
+                WHERE portfolio_id = $1 AND (c.at IS NULL OR created_at <= c.at)),
+         r AS (SELECT max(id) AS id FROM l WHERE kind = 'reset')
+    SELECT coalesce(sum(l.amount) FILTER (WHERE l.id <= r.id), 0)
+         + coalesce(sum(l.amount) FILTER (WHERE l.kind <> 'trade' AND (r.id IS NULL OR l.id > r.id)), 0) AS value
+      FROM l CROSS JOIN r
+"""
+
+# Net deposits now (the row whose `at` is NULL) and, with the opening snapshot at or before $2 if there is one,
+# net deposits as of that snapshot (the other row).
+_DEPOSITS_AND_OPENING = f"""
+WITH opening AS (
+    SELECT ts, equity FROM equity_snapshots WHERE portfolio_id = $1 AND ts <= $2 ORDER BY ts DESC LIMIT 1
+), cutoffs AS (
+    SELECT NULL::timestamptz AS at, NULL::numeric AS opening_equity
+    UNION ALL SELECT ts, equity FROM opening
+)
+SELECT c.at, c.opening_equity, d.value AS net_deposits
+  FROM cutoffs c CROSS JOIN LATERAL ({_NET_DEPOSITS_AT}) d
 """
 
 _SNAPSHOT = """
@@ -332,8 +338,8 @@ ON CONFLICT DO NOTHING
 """
 
 
-async def snapshot_equity(session: AsyncSession, at: datetime) -> int:
+async def snapshot_equity(session: Scope, at: datetime) -> int:
     """Record every portfolio's equity at `at` (the scheduler's job, in system_scope). Returns how many."""
-    conn = await raw_connection(session)
+    conn = await scope_connection(session)
     status = await conn.execute(_SNAPSHOT, at)
     return int(status.rsplit(" ", 1)[-1])
