@@ -3,8 +3,8 @@ requests per second.
 
 Server (this process): the real web app (`webhooks.app.create_app` with a Desk and a `LiveHub`, served by
 `web.AppRunner` on 127.0.0.1 as `tradedesk run` serves it) on a throwaway embedded Postgres, with a local TickBus as
-when this process runs the worker. The hub renders with `webhooks.live.overview_render` (the overview section through
-`Desk.portfolio` in the user's scope), the stand-in until the dashboard's templates provide their renderer.
+when this process runs the worker. The hub renders with `webhooks.pages.topic_renderer`: the overview's own summary
+and positions fragment templates, valued through `Desk.portfolio` in the user's scope, as `tradedesk run` does.
 
 Data: N users (`resolve_identity`), each with a default paper portfolio (`Desk.portfolio` opens it) holding one
 position in one of 10 symbols (round robin), and a signed-in dashboard session (`Desk.dashboard_link` then
