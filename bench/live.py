@@ -33,7 +33,6 @@ import contextlib
 import multiprocessing
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from aiohttp import web
 from app.services import desk as build_desk
 from bench import BenchResult
 from bench.cluster import refresh_prices, run_async, throwaway_cluster
+from bench.serve import serve
 from bench.stats import p50, p99, r
 from core.config import Settings
 from core.db.database import Database
@@ -218,16 +218,6 @@ async def _seed_users(
     return sessions
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    await web.SockSite(runner, sock, backlog=2048).start()
-    return runner, f"http://127.0.0.1:{port}"
-
-
 async def _publish(bus: TickBus, stop: asyncio.Event, rng: random.Random) -> int:
     """TICKS_PER_S ticks a second, round robin over SYMBOLS, each stamped with the wall clock when published."""
     prices = dict.fromkeys(SYMBOLS, START_PRICE)
@@ -264,7 +254,7 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
             progress(f"creating {n} users, each with a position and a signed-in session")
             sessions = await _seed_users(db, desk, cluster.superuser_url, n, progress)
             app = create_app(bench_settings, database=db, version="bench", desk=desk, live=hub)
-            runner, base = await _serve(app)
+            runner, base = await serve(app)
             await hub.wait_listening()
             progress(f"connecting {n} websocket clients (separate process)")
             clients = Clients(base, sessions)

@@ -48,7 +48,6 @@ import json
 import multiprocessing
 import os
 import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,6 +65,7 @@ from app.stripe_gateway import StripeGateway
 from bench import BenchResult
 from bench import fake_stripe as fs
 from bench.cluster import run_async, throwaway_cluster
+from bench.serve import serve
 from bench.stats import p50, p99, r
 from core.config import Settings
 from core.db.database import Database
@@ -247,16 +247,6 @@ async def _baseline_webhook(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    await web.SockSite(runner, sock).start()
-    return runner, f"http://127.0.0.1:{port}{PATH}"
-
-
 # ---------------------------------------------------------------------------------------- where the CPU goes
 
 
@@ -407,11 +397,13 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
                 max_network_retries=0,
             )
             app = create_app(settings, database=db, version="bench", billing=gateway, webhook_secret=WEBHOOK_SECRET)
-            runner, url = await _serve(app)
+            runner, base = await serve(app)
+            url = base + PATH
             runners.append(runner)
             floor = web.Application()
             floor.router.add_post(PATH, _baseline_webhook)
-            floor_runner, floor_url = await _serve(floor)
+            floor_runner, floor_base = await serve(floor)
+            floor_url = floor_base + PATH
             runners.append(floor_runner)
             meter = CpuMeter(sender.pid, str(cluster.workdir))
             pool = db.engine.pool.status()  # e.g. "Pool size: 10  Connections in pool: 1 Current Overflow: -9 ..."
