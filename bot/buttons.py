@@ -15,6 +15,7 @@ from uuid import UUID
 import discord
 
 from bot.errors import ReportingView, send_error
+from bot.observe import interaction_started
 from bot.render import order_result_embed, proposal_embed
 from bot.reply import within_deadline
 from core.orders.proposals import Confirmed, Proposal
@@ -53,6 +54,7 @@ class ProposalButton(
         return cls(match["action"], UUID(hex=match["id"]), int(match["owner"]))
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        interaction_started(interaction)  # the click's log lines carry its interaction id
         if interaction.user.id == self.owner:
             return True
         await interaction.response.send_message(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -24,8 +25,10 @@ from bot.cogs.orders import OrdersCog
 from bot.cogs.portfolio import PortfolioCog
 from bot.conversation import ask, messages_for, strip_mention
 from bot.errors import send_error, user_message
+from bot.observe import ObservedTree, command_done
 from bot.sync import sync_commands
 from core.db.database import Database
+from core.logcontext import set_request_id
 from tools.agent import Agent
 from tools.desk import Desk
 
@@ -52,6 +55,7 @@ class TradeDeskBot(commands.Bot):
             intents=intents(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=ObservedTree,
             **options,  # type: ignore[arg-type]
         )
         self.desk = desk
@@ -97,6 +101,7 @@ class TradeDeskBot(commands.Bot):
             return
         if message.guild is not None and self.user not in message.mentions:
             return
+        set_request_id(str(message.id))  # this handler runs in a task of its own: its log lines carry the message id
         text = strip_mention(message.content, self.user.id)
         try:
             if message.guild is None:
@@ -111,5 +116,11 @@ class TradeDeskBot(commands.Bot):
             with contextlib.suppress(discord.HTTPException):
                 await message.author.send(user_message(exc, where="a message"))
 
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction, command: app_commands.Command[Any, ..., Any] | app_commands.ContextMenu
+    ) -> None:
+        command_done(interaction, "ok")
+
     async def _on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        command_done(interaction, "error")
         await send_error(interaction, error)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import openai
 from openai import AsyncOpenAI
 
+from core import metrics
 from core.billing.usage import check_ai_allowance, record_model_call, record_question
 from core.conversations.service import current_conversation, recent_turns, remember
 from core.errors import DomainError
@@ -159,18 +160,26 @@ class Agent:
         }
         if tools:
             kwargs |= {"tools": self._tools, "parallel_tool_calls": True}
+        model = self.config.model
         for attempt in (1, 2):
             try:
                 response = await self.client.chat.completions.create(**kwargs)
                 break
             except TRANSIENT as exc:
                 if attempt == 2:
+                    metrics.MODEL_CALLS.labels(model, "error").inc()
                     raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from None
+                metrics.MODEL_CALLS.labels(model, "retried").inc()
                 log.info("agent: transient model error (%s); retrying once", type(exc).__name__)
                 await asyncio.sleep(0.5)
             except openai.APIError as exc:
+                metrics.MODEL_CALLS.labels(model, "error").inc()
                 raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from None
+        metrics.MODEL_CALLS.labels(model, "ok").inc()
         usage = response.usage
+        if usage is not None:
+            metrics.MODEL_TOKENS.labels(model, "prompt").inc(usage.prompt_tokens or 0)
+            metrics.MODEL_TOKENS.labels(model, "completion").inc(usage.completion_tokens or 0)
         async with ctx.desk.db.user_scope(ctx.user_id) as s:
             await record_model_call(
                 s, self.config.model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0

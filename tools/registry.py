@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
+from core import metrics
 from core.errors import DomainError
 from tools.catalog import BY_NAME, TOOLS, JsonDict
 from tools.context import ToolContext
@@ -54,7 +56,18 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 async def run_tool(ctx: ToolContext, name: str, arguments: str | JsonDict) -> ToolResult:
-    """Run one tool call for `ctx.user_id`; `arguments` is the model's JSON text (or an already-parsed dict)."""
+    """Run one tool call for `ctx.user_id`; `arguments` is the model's JSON text (or an already-parsed dict).
+
+    Timed into tradedesk_tool_duration_seconds by tool (a name the model made up counts as "other") and outcome."""
+    started = time.perf_counter()
+    result = await _run(ctx, name, arguments)
+    metrics.TOOL_LATENCY.labels(name if name in BY_NAME else "other", "ok" if result.ok else "error").observe(
+        time.perf_counter() - started
+    )
+    return result
+
+
+async def _run(ctx: ToolContext, name: str, arguments: str | JsonDict) -> ToolResult:
     tool = BY_NAME.get(name)
     if tool is None:
         known = ", ".join(BY_NAME)

@@ -1,5 +1,6 @@
-"""The aiohttp side-app: health, the Stripe webhook, the billing pages (and the simulator's, offline), and the
-dashboard (webhooks/dashboard.py: pages, the chat box, and where Checkout sends the user back)."""
+"""The aiohttp side-app: health, metrics (webhooks/observe.py, which also gives every request an id and counts it),
+the Stripe webhook, the billing pages (and the simulator's, offline), and the dashboard (webhooks/dashboard.py:
+pages, the chat box, and where Checkout sends the user back)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tools.desk import Desk
 from webhooks.billing_sim import BillingSimulator, add_simulator_routes
 from webhooks.dashboard import add_dashboard_routes, security_headers
 from webhooks.live import LiveHub, add_live_routes
+from webhooks.observe import add_metrics_route, observe
 from webhooks.stripe import add_stripe_routes
 from webhooks.web_session import ORIGINS, current_session
 
@@ -70,13 +72,14 @@ def create_app(
     agent: Agent | None = None,
     live: LiveHub | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[security_headers])
+    app = web.Application(middlewares=[observe, security_headers])
     app[SETTINGS] = settings
     app[DATABASE] = database
     app[VERSION] = version
     app[FEED_STATUS] = feed_status
     app[BOT_STATUS] = bot_status
     app.router.add_get("/healthz", healthz)
+    add_metrics_route(app)
     if billing is not None and webhook_secret is not None:
         add_stripe_routes(app, database=database, billing=billing, webhook_secret=webhook_secret)
         if isinstance(billing, BillingSimulator):

@@ -20,8 +20,9 @@ from typing import Any
 import stripe
 from aiohttp import web
 
+from core import metrics
 from core.billing.gateway import BillingGateway, BillingUnavailable
-from core.billing.service import receive_event
+from core.billing.service import HANDLED, receive_event
 from core.db.database import Database
 
 log = logging.getLogger("tradedesk.webhooks.stripe")
@@ -33,6 +34,11 @@ BILLING = web.AppKey("billing", BillingGateway)
 WEBHOOK_SECRET = web.AppKey("stripe_webhook_secret", str)
 STRIPE_DATABASE = web.AppKey("stripe_database", Database)
 CLOCK = web.AppKey("stripe_clock", Callable[[], datetime])
+
+
+def _count(kind: object, outcome: str) -> None:
+    # The type label is one of the handled types or "other": a sender can't grow the label set.
+    metrics.WEBHOOK_EVENTS.labels(kind if kind in HANDLED else "other", outcome).inc()
 
 
 def _refuse(status: int, message: str) -> web.Response:
@@ -55,25 +61,31 @@ def _event(raw: bytes) -> dict[str, Any] | None:
 async def stripe_webhook(request: web.Request) -> web.Response:
     raw = await request.read()
     if len(raw) > MAX_BODY:
+        _count(None, "invalid")
         return _refuse(413, "event too large")
     header = request.headers.get("Stripe-Signature", "")
     try:
         stripe.WebhookSignature.verify_header(raw.decode("utf-8"), header, request.app[WEBHOOK_SECRET], TOLERANCE_S)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
         log.warning("stripe: refused an event with a bad or stale signature (from %s)", request.remote)
+        _count(None, "invalid")
         return _refuse(400, "invalid signature")
     event = _event(raw)
     if event is None:
+        _count(None, "invalid")
         return _refuse(400, "not a Stripe event")
     try:
         outcome = await receive_event(request.app[STRIPE_DATABASE], request.app[BILLING], event, request.app[CLOCK])
     except BillingUnavailable as exc:
         log.warning("stripe: %s %s deferred: the subscription can't be read (%s)", event["type"], event["id"], exc)
+        _count(event["type"], "unavailable")
         return _refuse(503, "billing provider unavailable; retry")
     except Exception:
         log.exception("stripe: applying %s %s failed; rolled back for Stripe's retry", event["type"], event["id"])
+        _count(event["type"], "failed")
         return _refuse(500, "could not apply the event; retry")
     log.info("stripe: %s %s %s", event["type"], event["id"], outcome.status)
+    _count(event["type"], outcome.status)
     return web.json_response({"status": outcome.status})
 
 

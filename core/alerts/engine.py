@@ -43,6 +43,7 @@ from uuid import UUID
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import metrics
 from core.alerts.index import PRICE_DECIMALS, AlertIndex, Entry, scaled, scaled_threshold
 from core.db.database import DATABASE_ERRORS, Database, raw_connection
 from core.live import notify_live
@@ -50,6 +51,8 @@ from core.market.sessions import Clock, utc_clock
 from core.market.ticks import Tick
 
 log = logging.getLogger(__name__)
+
+_EVALUATED = metrics.TICKS_EVALUATED.labels("alerts")
 
 REASON = "alerts.engine"
 ONCE = -1  # Entry.cooldown_s of an alert that fires once
@@ -276,6 +279,7 @@ class AlertEngine:
 
     async def on_tick(self, tick: Tick) -> None:
         """Evaluate one tick in memory and queue what it crosses; never waits for the database."""
+        _EVALUATED.inc()
         if self._rearm:
             self._rearm_due(tick.ts.timestamp())
         self._last[tick.symbol] = (tick.price, tick.ts)
@@ -345,6 +349,7 @@ class AlertEngine:
                     # Not a database outage: still never dropped, but loud. Retried like a failed transaction.
                     log.exception("alerts: firing alert %s failed unexpectedly; will retry", UUID(bytes=fire[0].id))
                     self.failed += 1
+                    metrics.ALERT_FIRE_FAILURES.inc()
                     self._retry.append(fire)
                     self._retry_at = time.monotonic() + self.retry_after_s
             await self._tell_live(fired_for)
@@ -400,6 +405,7 @@ class AlertEngine:
             notification, owner = row["notification"], row["user_id"]
         except _RETRY_ERRORS as exc:
             self.failed += 1
+            metrics.ALERT_FIRE_FAILURES.inc()
             self._retry.append((entry, price, ts))
             self._retry_at = time.monotonic() + self.retry_after_s
             log.warning("alerts: could not fire alert %s (%s); will retry", alert_id, exc)
@@ -417,6 +423,7 @@ class AlertEngine:
                 log.warning("alerts: could not re-read alert %s (%s); will retry", alert_id, exc)
             return None
         self.fired += 1
+        metrics.ALERTS_TRIGGERED.inc()
         log.info("alerts: fired %s %s %s at %s", entry.symbol, entry.direction, alert_id, price)
         if self.on_fired is not None:
             self.on_fired()

@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.uri import parse_uri
 
+from core import metrics
 from core.market.providers.base import ProviderAdapter, excerpt
 from core.market.ticks import Tick
 
@@ -151,6 +152,17 @@ class MarketFeed:
         self._adapter_failure_logged = False
         self._malformed_summary_at = 0.0
         self._errors_logged: set[str] = set()
+        # Metrics, bound to this provider once (an increment on the read path is then one call).
+        provider = adapter.name
+        self._m_ticks = metrics.FEED_TICKS_RECEIVED.labels(provider)
+        self._m_connects = metrics.FEED_CONNECTS.labels(provider)
+        self._m_reconnects = metrics.FEED_RECONNECTS.labels(provider)
+        self._m_failures = metrics.FEED_CONNECT_FAILURES.labels(provider)
+        self._m_connected = metrics.FEED_CONNECTED.labels(provider)
+        self._m_stale = metrics.FEED_STALE_SYMBOLS.labels(provider)
+        metrics.FEED_SYMBOLS.labels(provider).set(len(self.symbols))
+        self._m_connected.set(0)
+        self._m_stale.set(len(self._stale))
 
     # -- what other parts of the worker ask ------------------------------------------------------------------------
 
@@ -244,6 +256,7 @@ class MarketFeed:
             finally:
                 self._ws = None
                 self.connected = False
+                self._m_connected.set(0)
             if self._stopping.is_set():
                 break
             now = time.monotonic()
@@ -256,6 +269,7 @@ class MarketFeed:
             else:
                 failures += 1
                 self.failed_attempts = failures
+                self._m_failures.inc()
                 if down_since is None:
                     down_since = now
                 delay = self.backoff(attempt)
@@ -283,6 +297,10 @@ class MarketFeed:
         self.connected = True
         self.connections += 1
         self._connected_at = self._last_message = time.monotonic()
+        self._m_connected.set(1)
+        self._m_connects.inc()
+        if self.connections > 1:
+            self._m_reconnects.inc()
         where = redact_url(self.url)
         if down_since is None:
             log.info("%s: connected to %s", self._name, where)
@@ -319,7 +337,9 @@ class MarketFeed:
                     self._on_fresh(symbol)
                 last_tick[symbol] = now
                 publish(tick)
-            self.ticks += len(ticks)
+            if ticks:
+                self.ticks += len(ticks)
+                self._m_ticks.inc(len(ticks))  # once per frame, not per tick
 
     def _on_malformed(self, raw: str | bytes) -> None:
         self._malformed_seen = self.adapter.malformed
@@ -350,6 +370,7 @@ class MarketFeed:
 
     def _on_fresh(self, symbol: str) -> None:
         self._stale.discard(symbol)
+        self._m_stale.set(len(self._stale))
         if symbol in self._last_tick:  # it had ticked before, went stale, and is back (a first tick isn't news)
             self._fresh_again.add(symbol)
         if self._on_staleness is not None:
@@ -379,6 +400,7 @@ class MarketFeed:
         newly = {s for s, at in self._last_tick.items() if s not in self._stale and now - at > self.stale_after_s}
         if newly:
             self._stale |= newly
+            self._m_stale.set(len(self._stale))
             self._fresh_again -= newly
             log.warning(
                 "%s: %d symbol(s) stale (no tick for %g s): %s",

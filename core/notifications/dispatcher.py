@@ -38,6 +38,7 @@ import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core import metrics
 from core.db.database import Database, raw_connection
 from core.db.types import utcnow
 from core.notifications.limiter import Limiter
@@ -237,6 +238,22 @@ class DispatchStats:
     def add(self, other: DispatchStats) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def export(self) -> None:
+        """Add this round's outcomes to the process's metrics (once per round, never per row)."""
+        for outcome, count in (
+            ("sent", self.notifications_sent),
+            ("retried", self.retried),
+            ("failed", self.failed),
+            ("parked", self.parked),
+            ("held", self.held),
+        ):
+            if count:
+                metrics.NOTIFICATIONS.labels(outcome).inc(count)
+        if self.messages_sent:
+            metrics.NOTIFICATION_MESSAGES_SENT.inc(self.messages_sent)
+        if self.rate_limited:
+            metrics.NOTIFICATIONS_RATE_LIMITED.inc(self.rate_limited)
 
 
 @dataclass
@@ -520,9 +537,12 @@ class Dispatcher:
         """One claim-deliver-record round: the periodic job. Returns what happened (claimed == 0: nothing due)."""
         batch = await self.claim()
         if not batch.messages:
-            return DispatchStats(held=batch.held, parked=batch.parked)
-        deliveries = await self.deliver(batch)
-        return await self.record(batch, deliveries)
+            stats = DispatchStats(held=batch.held, parked=batch.parked)
+        else:
+            deliveries = await self.deliver(batch)
+            stats = await self.record(batch, deliveries)
+        stats.export()
+        return stats
 
     def wake(self) -> None:
         """Tell a running `run` loop there is new work (e.g. the alert engine after committing a trigger, in the same

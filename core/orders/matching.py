@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from uuid import UUID
 
+from core import metrics
 from core.db.database import DATABASE_ERRORS, Database, raw_connection
 from core.live import notify_live
 from core.market.sessions import ALWAYS, MarketHours
@@ -23,6 +24,8 @@ from core.orders.broker import OPEN_STATUSES
 from core.orders.paper import BrokerCosts
 
 log = logging.getLogger(__name__)
+
+_EVALUATED = metrics.TICKS_EVALUATED.labels("matching")
 
 _OPEN_ORDERS = (
     "SELECT id, symbol, side, type, limit_price, stop_price, triggered_at IS NOT NULL AS triggered FROM orders "
@@ -92,6 +95,7 @@ class Matcher:
                 self.book.remove(row["id"])
 
     async def on_tick(self, tick: Tick) -> None:
+        _EVALUATED.inc()
         rules = self.rules.get(tick.symbol)
         if rules is None or not self.hours.is_open(rules.trading_session or ALWAYS, tick.ts):
             return
@@ -159,4 +163,5 @@ class Matcher:
         if fill is not None and fill["id"] is not None:
             changed.add(fill["user_id"])
             self.fills += 1
+            metrics.ORDER_FILLS.inc()
             log.info("matching: filled %s %s %s at %s", order.side, order.symbol, order.id, price)
