@@ -92,3 +92,34 @@ def test_web_and_worker_as_two_processes_on_one_data_dir(runs: Runs, data_dir: P
     _stop(web)  # the worker still uses the embedded Postgres: it stays up
     assert worker.proc.poll() is None, worker.log
     assert_stops_cleanly(worker, signal.SIGTERM, data_dir)
+
+
+@pytest.mark.slow
+def test_a_standby_worker_takes_over_when_the_leader_is_killed(runs: Runs, data_dir: Path) -> None:
+    """kill -9 of the leading worker: Postgres ends its session, the standby takes the market feed and the scheduler
+    within the retry period, and last_prices is fresh again from the new leader's sim exchange."""
+    first = runs.start(0, "worker")
+    _wait_for(first, r"ready \(worker\)")
+    second = runs.start(0, "worker")
+    _wait_for(second, r"ready \(worker\)")
+    assert "market feed: another worker runs it for this database" in second.log, second.log
+    assert "scheduler: another worker runs the jobs for this database" in second.log, second.log
+
+    first.proc.kill()
+    assert first.wait(10) == -signal.SIGKILL
+    killed_at = time.monotonic()
+    _wait_for(second, r"tradedesk\.worker: this process is the leader", within=30)
+    _wait_for(second, r"tradedesk\.scheduler: this process is the leader", within=30)
+    took = time.monotonic() - killed_at
+    assert took < 20, f"took {took:.1f}s (retry every ~5 s); log:\n{second.log}"
+    _wait_for(second, r"market feed: streaming \d+ instrument", within=30)
+    assert re.search(r"market feed: SIMULATED prices", second.log), second.log
+
+    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    deadline = time.monotonic() + 30
+    while not any(r["age"] < timedelta(seconds=3) for r in asyncio.run(_last_prices(url))):
+        assert time.monotonic() < deadline, f"no fresh price from the new leader; log:\n{second.log}"
+        time.sleep(0.2)
+    assert_stops_cleanly(second, signal.SIGTERM, data_dir)
