@@ -14,7 +14,7 @@ import logging
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
-from discord.http import Route
+from discord.http import HTTPClient, Route
 
 from app.services import build_agent, desk
 from bot.client import TradeDeskBot
@@ -35,6 +35,45 @@ def point_discord_at(settings: Settings) -> None:
     if settings.discord_gateway_url:
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
         log.info("discord: gateway at %s", settings.discord_gateway_url)
+
+
+class RestNotifier:
+    """DMs without the bot in this process: discord.py's HTTP client logged in with the bot token, REST only (no
+    gateway). A `tradedesk worker` (or a `tradedesk chat` running the worker) delivers Discord notifications with
+    it; the bot process itself runs no dispatcher. `await open()`, then `notifier`, then `await close()`.
+
+    It shares discord.py's per-route rate-limit handling and 429 retries, but not the bookkeeping of other
+    processes: each worker paces its own dispatcher toward Discord's global limit.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.discord_token is not None
+        self.settings = settings
+        self.http: HTTPClient | None = None
+
+    async def open(self) -> DiscordNotifier:
+        point_discord_at(self.settings)
+        assert self.settings.discord_token is not None
+        self.http = HTTPClient(asyncio.get_running_loop())
+        try:
+            await self.http.static_login(self.settings.discord_token.get_secret_value())
+        except discord.LoginFailure:
+            await self.close()
+            raise SetupError(
+                "Discord refused DISCORD_TOKEN: copy the bot token again from the Developer Portal"
+            ) from None
+        except (discord.HTTPException, OSError) as exc:
+            await self.close()
+            raise SetupError(
+                f"can't reach Discord to log in ({type(exc).__name__}: {exc}); check the network"
+            ) from None
+        log.info("discord: this process DMs notifications through Discord's REST API (no gateway connection)")
+        return DiscordNotifier(self.http)
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
 
 
 class BotRole:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
+from app.bot_role import RestNotifier
 from app.database import check_database_settings, provide_database
 from app.services import build_agent
 from app.services import desk as build_desk
@@ -28,7 +29,7 @@ from core.auth.service import LOGIN_TTL
 from core.config import Settings
 from core.db.database import Database
 from core.db.identity import normalize_handle
-from core.db.leader import WORKER_LOCK, SessionLock, try_lock
+from core.db.leader import MARKET_LOCK, is_held
 from core.db.listen import ChangeListener
 from core.db.migrate import migrate
 from core.errors import DomainError, InvalidInput, SetupError
@@ -176,21 +177,6 @@ async def _wait_for_prices(database: Database) -> None:
             await asyncio.sleep(0.2)
 
 
-async def _discord_notifier(settings: Settings) -> tuple[Notifier | None, Any]:
-    """DMs for Discord users when this process runs the worker and DISCORD_TOKEN is set (REST only, no gateway)."""
-    if settings.discord_token is None:
-        return None, None
-    import discord.http
-
-    from app.bot_role import point_discord_at
-    from bot.notifier import DiscordNotifier
-
-    point_discord_at(settings)
-    http = discord.http.HTTPClient(asyncio.get_running_loop())
-    await http.static_login(settings.discord_token.get_secret_value())
-    return DiscordNotifier(http), http
-
-
 async def chat(
     settings: Settings, handle: str, *, trace: bool, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
 ) -> None:
@@ -208,8 +194,7 @@ async def chat(
         await migrate(url)
         database = Database(url)
         worker: Worker | None = None
-        lease: SessionLock | None = None
-        http: Any = None
+        rest: RestNotifier | None = None
         listener_task: asyncio.Task[None] | None = None
         try:
             desk = build_desk(settings, database)
@@ -223,9 +208,12 @@ async def chat(
             )  # fmt: skip
             listener_task = asyncio.create_task(listener.run(), name="console.notifications")
             await asyncio.wait_for(listener.connected.wait(), 30)
-            lease = await try_lock(database, WORKER_LOCK)
-            if lease is not None:
-                discord_notifier, http = await _discord_notifier(settings)
+            # No worker for this database yet: run one here (a `tradedesk worker` started later stands by).
+            if not await is_held(database, MARKET_LOCK):
+                discord_notifier: Notifier | None = None
+                if settings.discord_token is not None:
+                    rest = RestNotifier(settings)
+                    discord_notifier = await rest.open()
                 # The session's listener prints console notifications (they are also published); the worker doesn't.
                 console = ConsoleNotifier(None, database)
                 notifier = RoutingNotifier(console, discord_notifier, hold_discord=True)
@@ -246,10 +234,8 @@ async def chat(
                     await listener_task
             if worker is not None:
                 await worker.stop()
-            if lease is not None:
-                await lease.release()
-            if http is not None:
-                await http.close()
+            if rest is not None:
+                await rest.close()
             await database.dispose()
 
 

@@ -35,6 +35,27 @@ def _cmd_run(args: argparse.Namespace) -> None:
     asyncio.run(run(settings))
 
 
+def _serve(command: str) -> None:
+    from app.run import BOT, WEB, WORKER, serve
+
+    roles = {"web": WEB, "worker": WORKER, "bot": BOT}[command]
+    settings = _settings()
+    setup_logging(settings.log_level)
+    asyncio.run(serve(settings, roles))
+
+
+def _cmd_web(args: argparse.Namespace) -> None:
+    _serve("web")
+
+
+def _cmd_worker(args: argparse.Namespace) -> None:
+    _serve("worker")
+
+
+def _cmd_bot(args: argparse.Namespace) -> None:
+    _serve("bot")
+
+
 def _cmd_migrate(args: argparse.Namespace) -> None:
     from app.database import provide_database
     from core.db.migrate import migrate
@@ -142,11 +163,43 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     run_bench(settings, args.name, as_json=args.json, quick=args.quick)
 
 
+_MIGRATIONS = (
+    "Migrations: applied at start under an advisory lock, so processes starting together apply each one once "
+    "(the others find it applied); or run `tradedesk migrate` before starting them."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradedesk", description="TradeDesk: a conversational trading assistant.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", help="start everything (database, migrations, web app) on the configured services")
+    sub.add_parser(
+        "run",
+        help="start everything in one process: web app, worker, and the Discord bot when DISCORD_TOKEN is set",
+        description="Start every role in one process: the web app, the worker (market feed, matching, alerts, "
+        "notifications, scheduler) and the Discord bot when DISCORD_TOKEN is set. " + _MIGRATIONS,
+    )
+    sub.add_parser(
+        "web",
+        help="start the web app only: Stripe webhook, billing pages, dashboard, /healthz",
+        description="Serve the web app on TRADEDESK_WEB_HOST:TRADEDESK_WEB_PORT: GET /healthz, POST /stripe/webhook, "
+        "the billing pages and the dashboard, whose live prices come from the workers (tradedesk_prices). Start as "
+        "many as you like behind a load balancer. " + _MIGRATIONS,
+    )
+    sub.add_parser(
+        "worker",
+        help="start a worker: notifications, and (one at a time, with failover) the market feed and the scheduler",
+        description="Start a worker, without a web server. Every worker delivers the notification outbox (DMs "
+        "through Discord's REST API when DISCORD_TOKEN is set). The market feed with order matching and alerts, "
+        "and the scheduler, each run in one worker per database at a time: the others stand by and take over "
+        "within a few seconds when the leader stops or dies. " + _MIGRATIONS,
+    )
+    sub.add_parser(
+        "bot",
+        help="start the Discord bot only (needs DISCORD_TOKEN); workers send its DMs",
+        description="Connect the Discord bot and answer slash commands, messages and buttons. It sends no "
+        "notifications itself: workers do. Needs DISCORD_TOKEN. " + _MIGRATIONS,
+    )
     sub.add_parser("migrate", help="apply database migrations")
     p = sub.add_parser("chat", help="talk to the assistant on the console as a user (one message per line)")
     p.add_argument("--user", required=True, help="console handle; the user is created on first use")
@@ -164,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     handlers = {
         "run": _cmd_run,
+        "web": _cmd_web,
+        "worker": _cmd_worker,
+        "bot": _cmd_bot,
         "migrate": _cmd_migrate,
         "sync-commands": _cmd_sync_commands,
         "chat": _cmd_chat,

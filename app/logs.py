@@ -34,9 +34,13 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def log_integrations(settings: Settings, log: logging.Logger) -> None:
-    """Say, for every integration, whether it is the real service or its local default (never pretend)."""
-    if settings.discord_token is None:
+def log_integrations(settings: Settings, log: logging.Logger, *, discord: str | None = None) -> None:
+    """Say, for every integration, whether it is the real service or its local default (never pretend).
+
+    `discord`: the Discord line of a process that runs only some roles (what it does with the token)."""
+    if discord is not None:
+        log.info("%s", discord)
+    elif settings.discord_token is None:
         log.info("discord: DISCORD_TOKEN unset; no Discord bot (local default)")
     else:
         log.info("discord: DISCORD_TOKEN set; the Discord bot runs in this process and DMs notifications")

@@ -1,6 +1,10 @@
 """The worker role: the market feed (with the local sim exchange when that is the provider), the tick bus, price
 persistence, the paper broker's matcher, the alert engine, the notification outbox's dispatcher and the scheduler.
 Bot and web never touch any of this: they read prices from last_prices.
+
+Several workers may run against one database (`tradedesk worker` more than once, or beside `tradedesk run`): all of
+them dispatch the outbox; the scheduler and the market half run in one of them at a time, with failover (see
+`Worker`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from core.alerts.engine import AlertEngine
 from core.billing.gateway import BillingGateway
 from core.config import Settings
 from core.db.database import Database
+from core.db.leader import MARKET_LOCK, SCHEDULER_LOCK, Leadership
 from core.db.listen import ChangeListener
 from core.errors import SetupError
 from core.market.bus import Subscription, TickBus
@@ -34,6 +39,8 @@ from core.notifications.notifier import ConsoleNotifier, Notifier
 from core.orders.matching import Matcher
 
 log = logging.getLogger("tradedesk.worker")
+
+LEADERSHIP_RETRY_S = 5.0  # a standby worker takes over within about this long after the leader's session ends
 
 
 def check_market_settings(settings: Settings) -> None:
@@ -53,7 +60,14 @@ def check_market_settings(settings: Settings) -> None:
 
 
 class Worker:
-    """Start with `await worker.start()`, stop with `await worker.stop()` (safe after a failed or partial start)."""
+    """Start with `await worker.start()`, stop with `await worker.stop()` (safe after a failed or partial start).
+
+    Every worker delivers the outbox (dispatchers share it through SKIP LOCKED). The scheduler and the market half
+    (feed, tick bus, price persistence, matcher, alert engine, and the sim exchange when that is the provider) run
+    in one worker per database at a time: each has its own `Leadership` (core/db/leader.py), so a standby worker
+    takes over within a few seconds when the leader's process dies. `start()` returns after the first attempt at
+    each, so a lone worker is already streaming when it returns.
+    """
 
     def __init__(
         self,
@@ -61,30 +75,66 @@ class Worker:
         database: Database,
         notifier: Notifier | None = None,
         billing: BillingGateway | None = None,
+        *,
+        retry_s: float = LEADERSHIP_RETRY_S,
     ) -> None:
         self.billing = billing
         self.settings = settings
         self.database = database
-        self.bus = TickBus()
-        self.persister = PricePersister(database, self.bus)
+        self.bus = TickBus()  # one for the process's life: each market term publishes into it
+        self.persister: PricePersister | None = None
         self.sim: SimServer | None = None
         self.feed: MarketFeed | None = None
         self.hours = market_hours(settings)
-        self.matcher = Matcher(database, self.hours, broker_costs(settings))
-        # DMs through Discord when this process has the bot, else printed; all senders share one pace.
+        self.matcher: Matcher | None = None
+        # DMs through Discord when this process can (the bot's HTTP client, or a REST-only one), else printed.
         self.limiter = TokenBucket()
         self.dispatcher = Dispatcher(database, notifier or ConsoleNotifier(sys.stdout), self.limiter)
-        self.alerts = AlertEngine(database, on_fired=self.dispatcher.wake, autostart=False)
+        self.alerts: AlertEngine | None = None
+        self.jobs = WorkerJobs(database, self.hours, None, billing)
+        self.market = Leadership(
+            database, MARKET_LOCK, on_acquire=self._start_market, on_lose=self._stop_market, retry_s=retry_s,
+            fail_fast=(SetupError,),
+        )  # fmt: skip
+        self.scheduling = Leadership(
+            database, SCHEDULER_LOCK, on_acquire=self._start_scheduler, on_lose=self._stop_scheduler, retry_s=retry_s
+        )
         self._alert_ticks: tuple[Subscription, asyncio.Task[None]] | None = None
         self._dispatch_stop = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the market term's
+        self._roles: list[asyncio.Task[None]] = []  # the dispatcher and the leaderships: the process's
 
     def feed_status(self) -> str:
-        """ok, stale or down: for /healthz."""
-        return self.feed.status() if self.feed is not None else "down"
+        """ok, stale or down, or standby while another worker runs the feed: for /healthz."""
+        if self.feed is not None:
+            return self.feed.status()
+        return "standby" if self._roles and not self.market.is_leader else "down"
 
     async def start(self) -> None:
+        self._dispatch_stop.clear()
+        self._roles.append(asyncio.create_task(self.dispatcher.run(self._dispatch_stop), name="notifications.dispatch"))
+        self._roles.append(asyncio.create_task(self.market.run(), name="leader.market"))
+        self._roles.append(asyncio.create_task(self.scheduling.run(), name="leader.scheduler"))
+        await self.market.first_attempt.wait()
+        await self.scheduling.first_attempt.wait()
+        if isinstance(self.market.error, SetupError):
+            raise self.market.error  # a lone worker that can't stream at all: say so at start, not in a loop
+        if not self.market.is_leader:
+            log.info("market feed: another worker runs it for this database; this one stands by to take over")
+        if not self.scheduling.is_leader:
+            log.info("scheduler: another worker runs the jobs for this database; this one stands by to take over")
+
+    async def _start_scheduler(self) -> None:
+        self.scheduler = start_scheduler(self.jobs)
+
+    async def _stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+            log.info("scheduler: stopped")
+
+    async def _start_market(self) -> None:
         settings = self.settings
         provider = settings.market_provider
         symbols = SymbolMap.for_provider(provider, (await load_instruments(self.database)).values())
@@ -110,15 +160,19 @@ class Worker:
             )
         else:
             log.info("market feed: %s at %s", provider, redact_url(url))
+        self.persister = PricePersister(self.database, self.bus)
         self.persister.start()
-        await self._follow("matching", self.matcher.on_change, self.matcher.reload, self.matcher.on_tick)
+        self.matcher = matcher = Matcher(self.database, self.hours, broker_costs(settings))
+        # DAY-order expiry drops expired orders from this index when the scheduler runs here too; when it runs in
+        # another worker, an expired order stays indexed until a tick reaches it and apply_fill refuses it.
+        self.jobs.matcher = matcher
+        await self._follow("matching", matcher.on_change, matcher.reload, matcher.on_tick)
         # Alerts see every price path (no conflation): their per-tick work is in memory, commits run beside it.
+        self.alerts = alerts = AlertEngine(self.database, on_fired=self.dispatcher.wake, autostart=False)
         self._alert_ticks = await self._follow(
-            "alerts", self.alerts.on_change, self.alerts.reload, self.alerts.on_tick, conflate=False
+            "alerts", alerts.on_change, alerts.reload, alerts.on_tick, conflate=False
         )
-        self._tasks.append(asyncio.create_task(self.alerts.run_fires(), name="alerts.fires"))
-        self._tasks.append(asyncio.create_task(self.dispatcher.run(self._dispatch_stop), name="notifications.dispatch"))
-        self.scheduler = start_scheduler(WorkerJobs(self.database, self.hours, self.matcher, self.billing))
+        self._tasks.append(asyncio.create_task(alerts.run_fires(), name="alerts.fires"))
         self.feed = MarketFeed(
             adapter, url, symbols.canonical_symbols, self.bus.publish, stale_after_s=settings.market_stale_after_s
         )
@@ -152,15 +206,13 @@ class Worker:
             except Exception:
                 log.exception("%s: failed on a %s tick; continuing with the next", ticks.name, tick.symbol)
 
-    async def stop(self) -> None:
+    async def _stop_market(self) -> None:
         # The feed first (no new ticks), so that prices are never persisted past what the matcher and the alert
         # engine have evaluated; then the consumers; then the last write of prices; then the sim exchange.
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
         if self.feed is not None:
             await self.feed.stop()
-        if self._alert_ticks is not None:
+            self.feed = None
+        if self._alert_ticks is not None and self.alerts is not None:
             # Every tick already received is evaluated and its fires committed before prices are written a last time.
             ticks, consumer = self._alert_ticks
             ticks.close()
@@ -169,15 +221,36 @@ class Worker:
             left = await self.alerts.drain()
             if left:
                 log.error("alerts: %d fire(s) could not be committed before stopping", left)
-            self._alert_ticks = None
-        self._dispatch_stop.set()  # a delivery cut short is safe: its lease expires and the nonce dedupes
+        self._alert_ticks = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.persister.stop()
+        for sub in self.bus.subscribers:
+            if sub.name in ("matching", "alerts"):
+                sub.close()
+        if self.persister is not None:
+            await self.persister.stop()
+            self.persister = None
         if self.sim is not None:
             await self.sim.stop()
             self.sim = None
+        self.jobs.matcher = None
+        self.matcher = None
+        self.alerts = None
+
+    async def stop(self) -> None:
+        # The leaderships first: each steps down (scheduler shut down; the market half stopped in order) and then
+        # releases its lock; the dispatcher last (a delivery cut short is safe: its lease expires, the nonce dedupes).
+        self._dispatch_stop.set()
+        roles, self._roles = self._roles, []
+        for task in roles:
+            task.cancel()
+        for task in roles:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A worker stopped before its leaderships ran (or after they failed) may still hold a partial market half.
+        await self._stop_scheduler()
+        await self._stop_market()

@@ -63,7 +63,8 @@ def run_cli(
 
 @dataclass
 class Tradedesk:
-    """A `tradedesk run` process in its own session, with stderr going to a file (a pipe could fill and block it)."""
+    """A `tradedesk run` (or web, worker, bot) process in its own session, with stderr going to a file (a pipe
+    could fill and block it)."""
 
     proc: subprocess.Popen[bytes]
     log_path: Path
@@ -88,11 +89,12 @@ class Tradedesk:
                 self.proc.wait(10)
 
 
-def start_run(data_dir: Path, port: int, log_path: Path, **extra_env: str) -> Tradedesk:
+def start_run(data_dir: Path, port: int, log_path: Path, command: str = "run", **extra_env: str) -> Tradedesk:
+    """`tradedesk COMMAND` (run by default) on `data_dir`, serving the web app on `port` when it has one."""
     env = clean_env(TRADEDESK_DATA_DIR=str(data_dir), TRADEDESK_WEB_PORT=str(port), **extra_env)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [str(TRADEDESK), "run"],
+            [str(TRADEDESK), command],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -100,6 +102,25 @@ def start_run(data_dir: Path, port: int, log_path: Path, **extra_env: str) -> Tr
             start_new_session=True,
         )
     return Tradedesk(proc=proc, log_path=log_path, port=port)
+
+
+class Runs:
+    """The `tradedesk` processes a test started; all are killed (process group) when the test ends."""
+
+    def __init__(self, data_dir: Path, tmp_path: Path) -> None:
+        self.data_dir = data_dir
+        self.tmp_path = tmp_path
+        self.started: list[Tradedesk] = []
+
+    def start(self, port: int, command: str = "run", **extra_env: str) -> Tradedesk:
+        log_path = self.tmp_path / f"{command}-{len(self.started) + 1}.log"
+        td = start_run(self.data_dir, port, log_path, command, **extra_env)
+        self.started.append(td)
+        return td
+
+    def kill_all(self) -> None:
+        for td in self.started:
+            td.kill_group()
 
 
 def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
@@ -123,7 +144,7 @@ def wait_healthy(td: Tradedesk, timeout: float = 60.0) -> tuple[dict[str, Any], 
     while (elapsed := time.monotonic() - started) < timeout:
         if td.proc.poll() is not None:
             raise AssertionError(
-                f"tradedesk run exited with {td.proc.returncode} after {elapsed:.1f}s before /healthz answered; "
+                f"tradedesk exited with {td.proc.returncode} after {elapsed:.1f}s before /healthz answered; "
                 f"log:\n{td.log}"
             )
         try:

@@ -31,7 +31,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], command: str
     errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
     assert len(errors) == 1, f"expected exactly one {ERROR_PREFIX!r} line:\n{result.stderr}"
     assert lines[-1] == errors[0], f"the error line must be the last line:\n{result.stderr}"
-    if command in ("run", "sync-commands"):
+    if command in ("run", "web", "worker", "bot", "sync-commands"):
         # These log what they start (which local defaults are in use, migrations); nothing else may precede the error.
         noise = [line for line in lines[:-1] if not _RUN_INFO_LINE.match(line)]
         assert noise == [], f"unexpected lines before the error:\n{result.stderr}"
@@ -66,7 +66,7 @@ MALFORMED_URLS = [
 
 
 @pytest.mark.parametrize("url", MALFORMED_URLS)
-@pytest.mark.parametrize("command", ["migrate", "run", "db-url"])
+@pytest.mark.parametrize("command", ["migrate", "run", "web", "worker", "db-url"])
 def test_malformed_database_url_is_one_line(command: str, url: str, data_dir: Path) -> None:
     result = run_cli(command, env=env_with(data_dir, DATABASE_URL=url))
     line = assert_one_error_line(result, command)
@@ -75,7 +75,7 @@ def test_malformed_database_url_is_one_line(command: str, url: str, data_dir: Pa
     assert not data_dir.exists(), "with DATABASE_URL set nothing may be created under TRADEDESK_DATA_DIR"
 
 
-@pytest.mark.parametrize("command", ["migrate", "run", "db-url"])
+@pytest.mark.parametrize("command", ["migrate", "run", "web", "worker", "db-url"])
 def test_unreachable_database_is_one_line_without_the_password(command: str, data_dir: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://u:secretpw@127.0.0.1:{port}/db"
@@ -193,15 +193,16 @@ def test_bootstrap_sql_rejects_bad_identifiers(args: list[str], data_dir: Path) 
     assert repr(args[1]) in line
 
 
-def test_web_port_in_use_is_one_line_and_stops_the_embedded_postgres(data_dir: Path) -> None:
+@pytest.mark.parametrize("command", ["run", "web"])
+def test_web_port_in_use_is_one_line_and_stops_the_embedded_postgres(command: str, data_dir: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         env = env_with(data_dir)
         env["TRADEDESK_WEB_PORT"] = str(port)
-        result = run_cli("run", env=env)
-    line = assert_one_error_line(result, "run")
+        result = run_cli(command, env=env)
+    line = assert_one_error_line(result, command)
     assert f"port {port} on 127.0.0.1 is in use" in line
     assert "TRADEDESK_WEB_PORT" in line
     assert leftovers(data_dir) == [], "the embedded Postgres started for this run must be stopped again"
@@ -214,14 +215,16 @@ def test_sync_commands_without_a_token_says_what_is_missing(data_dir: Path) -> N
     assert not data_dir.exists(), "nothing is started or created without a token"
 
 
-def test_a_refused_discord_token_is_one_line_and_stops_the_embedded_postgres(data_dir: Path) -> None:
-    # A port nothing listens on stands in for Discord: the login fails, and the message says what to check.
+@pytest.mark.parametrize("command", ["sync-commands", "worker"])
+def test_a_refused_discord_token_is_one_line_and_stops_the_embedded_postgres(command: str, data_dir: Path) -> None:
+    # A port nothing listens on stands in for Discord: the login fails, and the message says what to check. A worker
+    # logs in too (REST only): it DMs the notifications.
     env = clean_env(
         TRADEDESK_DATA_DIR=str(data_dir),
         DISCORD_TOKEN="not-a-token",
         TRADEDESK_DISCORD_API_URL=f"http://127.0.0.1:{free_port()}/api/v10",
     )
-    result = run_cli("sync-commands", env=env)
-    line = assert_one_error_line(result, "sync-commands")
+    result = run_cli(command, env=env)
+    line = assert_one_error_line(result, command)
     assert "can't reach Discord" in line and "not-a-token" not in result.stderr
     assert leftovers(data_dir) == []

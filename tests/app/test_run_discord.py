@@ -126,3 +126,64 @@ async def test_run_with_a_discord_token_serves_commands_and_dms_an_alert_fired_b
             assert fake.command_writes == 2
         finally:
             td.kill_group()
+
+
+async def wait_in_log(td: Tradedesk, needle: str, within: float = HEALTHY_WITHIN_S) -> None:
+    async with asyncio.timeout(within):
+        while needle not in td.log:
+            assert td.proc.poll() is None, f"exited with {td.proc.returncode}; log:\n{td.log}"
+            await asyncio.sleep(0.1)
+
+
+async def test_bot_and_worker_as_two_processes_the_worker_dms_over_rest(data_dir: Path, tmp_path: Path) -> None:
+    """`tradedesk bot` answers the slash commands and sends no notifications; `tradedesk worker` fires the alert on a
+    sim tick and DMs it itself, through discord.py's HTTP client logged in with the token (no gateway)."""
+    async with FakeDiscord() as fake:
+        env = {
+            "DISCORD_TOKEN": fake.token,
+            "TRADEDESK_DISCORD_API_URL": fake.api_base,
+            "TRADEDESK_DISCORD_GATEWAY_URL": str(fake.gateway_url),
+            "TRADEDESK_SIM_TICKS_PER_S": "100",
+        }
+        worker = start_run(data_dir, 0, tmp_path / "worker.log", "worker", **env)
+        bot: Tradedesk | None = None
+        try:
+            await wait_in_log(worker, "ready (worker)")
+            assert "discord: this process DMs notifications through Discord's REST API" in worker.log
+            bot = start_run(data_dir, 0, tmp_path / "bot.log", "bot", **env)
+            await wait_in_log(bot, "discord: connected as")
+            assert "ready (bot)" in bot.log and "market feed" not in bot.log and "scheduler" not in bot.log
+
+            trader = fake.payloads.user("trader")
+            alert_set = None
+            for _ in range(20):
+                payload = fake.payloads.slash_command("quote", option("symbol", "AAPL"), who=trader)
+                await fake.dispatch("INTERACTION_CREATE", payload)
+                quote = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
+                match = re.search(r"\*\*([0-9,]+\.[0-9]+) USD\*\*", quote["embeds"][0]["description"])
+                assert match, quote
+                level = Decimal(match[1].replace(",", "")) + Decimal("0.01")
+                payload = fake.payloads.slash_command(
+                    "alert",
+                    subcommand("add", option("symbol", "AAPL"), option("when", "above"), option("value", str(level))),
+                    who=trader,
+                )
+                await fake.dispatch("INTERACTION_CREATE", payload)
+                reply = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
+                if reply.get("content", "").startswith("Alert set"):
+                    alert_set = level
+                    break
+            assert alert_set is not None, "could not set an alert just above the sim price"
+
+            dm = await fake.wait_for_request(
+                lambda r: r.method == "POST" and r.route == "POST /channels/{channel_id}/messages", timeout=60
+            )
+            assert dm.status == 200 and dm.json is not None
+            assert dm.json["embeds"][0]["title"].startswith("AAPL above") and dm.json["enforce_nonce"] is True
+            assert re.search(r"alerts: fired AAPL above", worker.log), worker.log
+            await stop(bot)
+            await stop(worker)
+        finally:
+            if bot is not None:
+                bot.kill_group()
+            worker.kill_group()

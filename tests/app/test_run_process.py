@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,15 +27,14 @@ from core.orders.models import OrderView as Order
 from core.orders.paper import BrokerCosts, PaperBroker
 from core.portfolio.service import default_portfolio
 from tests.app.procs import (
+    Runs,
     Tradedesk,
     clean_env,
     free_port,
     get_json,
-    kill_leftovers,
     leftovers,
     processes_for,
     run_cli,
-    start_run,
     wait_healthy,
 )
 
@@ -50,43 +48,6 @@ LOCAL_DEFAULT_LINES = {
     "billing": re.compile(r"billing: STRIPE_SECRET_KEY unset; offline billing simulator"),
     "market": re.compile(r"market: TRADEDESK_MARKET_PROVIDER=sim; simulated prices"),
 }
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "data"
-    yield path
-    # Whatever happened in the test, no postgres of this data dir outlives it.
-    kill_leftovers(path)
-
-
-class Runs:
-    """The `tradedesk run` processes a test started; all are killed (process group) when the test ends."""
-
-    def __init__(self, data_dir: Path, tmp_path: Path) -> None:
-        self.data_dir = data_dir
-        self.tmp_path = tmp_path
-        self.started: list[Tradedesk] = []
-
-    def start(self, port: int, **extra_env: str) -> Tradedesk:
-        log_path = self.tmp_path / f"run-{len(self.started) + 1}.log"
-        td = start_run(self.data_dir, port, log_path, **extra_env)
-        self.started.append(td)
-        return td
-
-    def kill_all(self) -> None:
-        for td in self.started:
-            td.kill_group()
-
-
-@pytest.fixture
-def runs(data_dir: Path, tmp_path: Path) -> Iterator[Runs]:
-    runs = Runs(data_dir, tmp_path)
-    try:
-        yield runs
-    finally:
-        runs.kill_all()
-        kill_leftovers(data_dir)
 
 
 def assert_healthy(td: Tradedesk) -> float:

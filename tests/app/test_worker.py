@@ -82,3 +82,33 @@ def test_market_settings_are_checked_before_anything_starts(
 ) -> None:
     with pytest.raises(SetupError, match=message):
         check_market_settings(Settings(data_dir=tmp_path, **overrides))  # type: ignore[arg-type]
+
+
+async def test_of_two_workers_one_runs_the_market_and_the_scheduler_and_the_other_takes_over(
+    db: Database, tmp_path: Path
+) -> None:
+    """Both deliver notifications; the feed (with the sim exchange, matcher, alerts) and the scheduler run in one."""
+    settings = Settings(data_dir=tmp_path, sim_ticks_per_s=200)
+    first = Worker(settings, db, retry_s=0.2)
+    second = Worker(settings, db, retry_s=0.2)
+    await first.start()
+    await second.start()
+    try:
+        assert first.market.is_leader and first.scheduling.is_leader
+        assert first.feed is not None and first.sim is not None and first.scheduler is not None
+        assert first.matcher is not None and first.jobs.matcher is first.matcher
+        assert not second.market.is_leader and not second.scheduling.is_leader
+        assert second.feed is None and second.sim is None and second.scheduler is None and second.matcher is None
+        assert second.feed_status() == "standby"
+        await until(lambda: first.feed_status() == "ok", within=10, what="the leader streaming")
+
+        await first.stop()  # steps down (feed, sim and scheduler stopped), then releases the locks
+        assert first.feed is None and first.sim is None and first.scheduler is None
+        assert first.feed_status() == "down"
+        await until(lambda: second.market.is_leader and second.scheduling.is_leader, within=10, what="failover")
+        assert second.scheduler is not None and second.sim is not None
+        await until(lambda: second.feed_status() == "ok", within=10, what="the new leader streaming")
+    finally:
+        await second.stop()
+        await first.stop()
+    assert second.feed_status() == "down" and second.bus.subscribers == []
