@@ -135,6 +135,7 @@ class Leadership:
                 await asyncio.sleep(self._pause())
                 continue
             unreachable = False
+            terms = self.terms
             try:
                 await self._contend(conn)
                 if self._fatal:
@@ -146,7 +147,9 @@ class Leadership:
                 if not conn.is_closed():
                     with contextlib.suppress(*DATABASE_ERRORS, TimeoutError):
                         await conn.close(timeout=2)  # releases the lock, after on_lose has stopped the work
-            await asyncio.sleep(self._pause())
+            # A leader that just lost its term waits two retry periods, a standby one (each +-jitter, and the jitter
+            # is under 1/3): the standbys take over first, rather than the process whose session just failed.
+            await asyncio.sleep(self._pause() * (2 if self.terms > terms else 1))
 
     async def _contend(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()

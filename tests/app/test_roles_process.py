@@ -87,7 +87,7 @@ def test_web_and_worker_as_two_processes_on_one_data_dir(runs: Runs, data_dir: P
     assert market.status == "filled"
     assert limit.status == "filled", f"the resting limit never filled; worker log:\n{worker.log}"
     assert actor == "system:broker"
-    assert re.search(rf"matching: filled buy BTC-USD {limit.id}", worker.log), worker.log
+    assert re.search(rf"matching: filled {limit.side} BTC-USD {limit.id}", worker.log), worker.log
 
     _stop(web)  # the worker still uses the embedded Postgres: it stays up
     assert worker.proc.poll() is None, worker.log

@@ -166,7 +166,10 @@ def test_run_streams_simulated_prices_into_last_prices(runs: Runs, data_dir: Pat
 
 
 async def _trade_against_the_sim(url: str) -> tuple[Order, Order, str]:
-    """As a transport would: a market order (fills at once) and a resting limit the worker's matcher must fill."""
+    """As a transport would: a market order (fills at once), then two resting limits a little under and over the
+    last price (a buy and a sell of what was bought), so whichever way the sim's seeded walk goes next, the worker's
+    matcher must fill one of them. Returns the market order, the limit that filled (or the buy, if none did) and the
+    audit actor of that fill."""
     db = Database(url)
     broker = PaperBroker(MarketHours(always_open=True), BrokerCosts())
     try:
@@ -174,40 +177,42 @@ async def _trade_against_the_sim(url: str) -> tuple[Order, Order, str]:
         async with db.user_scope(user) as s:
             pf = await default_portfolio(s, Decimal(100000))
             market = await broker.submit(s, OrderRequest(pf.id, "BTC-USD", Side.BUY, OrderType.MARKET, Decimal("0.01")))
-        resting = None
-        for _ in range(5):  # a limit two ticks under the last price, placed before the walk gets there
+        resting: list[Order] = []
+        for _ in range(5):  # limits two ticks from the last price, placed before the walk gets there
             async with db.user_scope(user) as s:
                 last = await (await raw_connection(s)).fetchval(
                     "SELECT price FROM last_prices WHERE symbol = 'BTC-USD'"
                 )
-                order = await broker.submit(
-                    s,
-                    OrderRequest(
-                        pf.id,
-                        "BTC-USD",
-                        Side.BUY,
-                        OrderType.LIMIT,
-                        Decimal("0.01"),
-                        TimeInForce.GTC,
-                        limit_price=last - Decimal("0.02"),
-                    ),
-                )
-            if order.status == "new":
-                resting = order
+                placed = [
+                    await broker.submit(
+                        s,
+                        OrderRequest(
+                            pf.id, "BTC-USD", side, OrderType.LIMIT, Decimal("0.01"), TimeInForce.GTC, limit_price=price
+                        ),
+                    )
+                    for side, price in ((Side.BUY, last - Decimal("0.02")), (Side.SELL, last + Decimal("0.02")))
+                ]
+            resting = [o for o in placed if o.status == "new"]
+            if len(resting) == 2:
                 break
-        assert resting is not None, "every limit was marketable at once"
+            async with db.user_scope(user) as s:
+                for order in resting:
+                    await broker.cancel(s, order.id)
+        assert len(resting) == 2, "the limits were marketable at once every time"
         deadline = time.monotonic() + 30
         while True:
             async with db.user_scope(user) as s:
-                conn = await raw_connection(s)
-                current = await broker.get(s, resting.id)
-                actor = await conn.fetchval(
-                    "SELECT actor FROM audit_log WHERE action = 'order.filled' AND detail->>'order_id' = $1",
-                    str(resting.id),
-                )
-            assert current is not None
-            if current.status != "new" or time.monotonic() > deadline:
-                return market, current, actor or ""
+                current = [await broker.get(s, o.id) for o in resting]
+            done = [o for o in current if o is not None and o.status != "new"]
+            if done or time.monotonic() > deadline:
+                limit = done[0] if done else current[0]
+                assert limit is not None
+                async with db.user_scope(user) as s:
+                    actor = await (await raw_connection(s)).fetchval(
+                        "SELECT actor FROM audit_log WHERE action = 'order.filled' AND detail->>'order_id' = $1",
+                        str(limit.id),
+                    )
+                return market, limit, actor or ""
             await asyncio.sleep(0.2)
     finally:
         await db.dispose()
@@ -231,8 +236,11 @@ def test_a_paper_order_fills_against_sim_ticks(runs: Runs, data_dir: Path) -> No
     assert abs(market.avg_fill_price - market.quote_price) <= market.quote_price * Decimal("0.0002")  # 1 bp slippage
     assert limit.status == "filled", f"the resting limit never filled; log:\n{td.log}"
     assert limit.limit_price is not None and limit.avg_fill_price is not None
-    assert limit.avg_fill_price <= limit.limit_price and actor == "system:broker"
-    assert re.search(rf"matching: filled buy BTC-USD {limit.id}", td.log), td.log
+    better = (
+        limit.avg_fill_price <= limit.limit_price if limit.side == "buy" else limit.avg_fill_price >= limit.limit_price
+    )
+    assert better and actor == "system:broker"
+    assert re.search(rf"matching: filled {limit.side} BTC-USD {limit.id}", td.log), td.log
     assert_stops_cleanly(td, signal.SIGTERM, data_dir)
 
 
