@@ -120,9 +120,10 @@ async def migrate(url: str, migrations: list[Migration] | None = None) -> Migrat
     conn = await connect(url)
     try:
         await check_login_role(conn)
-        await check_no_temp_tables(conn)
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
+            # Under the lock: two processes revoking at once fail with "tuple concurrently updated" (pg_database).
+            await check_no_temp_tables(conn)
             await conn.execute(
                 f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};"
                 f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
