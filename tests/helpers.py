@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from app.stripe_gateway import StripeGateway
+from bench.fake_stripe import FakeStripe
 from core.db.database import Database, raw_connection
 from core.db.listen import ChangeListener
 
@@ -57,3 +59,15 @@ async def make_pro(db: Database, user: UUID, until: datetime) -> None:
             customer,
             until,
         )
+
+
+def stripe_gateway(fake: FakeStripe, price_pro: str) -> StripeGateway:
+    """The real Stripe gateway pointed at a local FakeStripe: Pro at `price_pro`, no metered usage, no retries."""
+    return StripeGateway(
+        fake.api_key,
+        price_pro=price_pro,
+        price_pro_metered=None,
+        meter_event=None,
+        api_base=fake.base_url,
+        max_network_retries=0,
+    )

@@ -78,25 +78,7 @@ async def test_run_with_a_discord_token_serves_commands_and_dms_an_alert_fired_b
             assert "alert" in {c["name"] for c in fake.commands()}
 
             trader = fake.payloads.user("trader")
-            alert_set = None
-            for _ in range(20):  # the sim walks: if it rises past the level between quote and add, try again
-                payload = fake.payloads.slash_command("quote", option("symbol", "AAPL"), who=trader)
-                await fake.dispatch("INTERACTION_CREATE", payload)
-                quote = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
-                match = re.search(r"\*\*([0-9,]+\.[0-9]+) USD\*\*", quote["embeds"][0]["description"])
-                assert match and "simulated" in quote["embeds"][0]["footer"]["text"], quote
-                level = Decimal(match[1].replace(",", "")) + Decimal("0.01")
-                payload = fake.payloads.slash_command(
-                    "alert",
-                    subcommand("add", option("symbol", "AAPL"), option("when", "above"), option("value", str(level))),
-                    who=trader,
-                )
-                await fake.dispatch("INTERACTION_CREATE", payload)
-                reply = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
-                if reply.get("content", "").startswith("Alert set"):
-                    alert_set = level
-                    break
-            assert alert_set is not None, "could not set an alert just above the sim price"
+            await alert_just_above_the_sim(fake, trader)
 
             dm = await fake.wait_for_request(
                 lambda r: r.method == "POST" and r.route == "POST /channels/{channel_id}/messages", timeout=60
@@ -155,25 +137,7 @@ async def test_bot_and_worker_as_two_processes_the_worker_dms_over_rest(data_dir
             assert "ready (bot)" in bot.log and "market feed" not in bot.log and "scheduler" not in bot.log
 
             trader = fake.payloads.user("trader")
-            alert_set = None
-            for _ in range(20):
-                payload = fake.payloads.slash_command("quote", option("symbol", "AAPL"), who=trader)
-                await fake.dispatch("INTERACTION_CREATE", payload)
-                quote = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
-                match = re.search(r"\*\*([0-9,]+\.[0-9]+) USD\*\*", quote["embeds"][0]["description"])
-                assert match, quote
-                level = Decimal(match[1].replace(",", "")) + Decimal("0.01")
-                payload = fake.payloads.slash_command(
-                    "alert",
-                    subcommand("add", option("symbol", "AAPL"), option("when", "above"), option("value", str(level))),
-                    who=trader,
-                )
-                await fake.dispatch("INTERACTION_CREATE", payload)
-                reply = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
-                if reply.get("content", "").startswith("Alert set"):
-                    alert_set = level
-                    break
-            assert alert_set is not None, "could not set an alert just above the sim price"
+            await alert_just_above_the_sim(fake, trader)
 
             dm = await fake.wait_for_request(
                 lambda r: r.method == "POST" and r.route == "POST /channels/{channel_id}/messages", timeout=60
@@ -187,3 +151,24 @@ async def test_bot_and_worker_as_two_processes_the_worker_dms_over_rest(data_dir
             if bot is not None:
                 bot.kill_group()
             worker.kill_group()
+
+
+async def alert_just_above_the_sim(fake: FakeDiscord, trader: dict[str, Any]) -> Decimal:
+    """/quote AAPL, then /alert add AAPL above a cent over it, as `trader`; the level that was accepted."""
+    for _ in range(20):  # the sim walks: if it rises past the level between quote and add, try again
+        payload = fake.payloads.slash_command("quote", option("symbol", "AAPL"), who=trader)
+        await fake.dispatch("INTERACTION_CREATE", payload)
+        quote = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
+        match = re.search(r"\*\*([0-9,]+\.[0-9]+) USD\*\*", quote["embeds"][0]["description"])
+        assert match and "simulated" in quote["embeds"][0]["footer"]["text"], quote
+        level = Decimal(match[1].replace(",", "")) + Decimal("0.01")
+        payload = fake.payloads.slash_command(
+            "alert",
+            subcommand("add", option("symbol", "AAPL"), option("when", "above"), option("value", str(level))),
+            who=trader,
+        )
+        await fake.dispatch("INTERACTION_CREATE", payload)
+        reply = (await fake.wait_for_callback(int(payload["id"]), timeout=10)).callback_data
+        if reply.get("content", "").startswith("Alert set"):
+            return level
+    raise AssertionError("could not set an alert just above the sim price")

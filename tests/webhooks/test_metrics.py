@@ -48,7 +48,7 @@ from core.notifications.notifier import ConsoleNotifier
 from tests.bot.conftest import PRICES, build_desk
 from tests.core.market.test_feed import BTC, ETH, make_feed
 from tests.core.market.wire import ScriptedProvider, until
-from tests.helpers import Clock
+from tests.helpers import Clock, stripe_gateway
 from tests.tools.conftest import set_price
 from tests.webhooks.test_stripe_webhook import PRO, SECRET, of_type
 from tools.agent import Agent, AgentConfig
@@ -78,14 +78,7 @@ async def site(db: Database, tmp_path: Path) -> AsyncIterator[Site]:
     desk = build_desk(db, clock)
     async with FakeStripe() as fake:
         fake.add_price(PRO, unit_amount=2000)
-        gateway = StripeGateway(
-            fake.api_key,
-            price_pro=PRO,
-            price_pro_metered=None,
-            meter_event=None,
-            api_base=fake.base_url,
-            max_network_retries=0,
-        )
+        gateway = stripe_gateway(fake, PRO)
         app = create_app(
             Settings(data_dir=tmp_path / "data", web_port=0),
             database=db,

@@ -41,6 +41,7 @@ from core.billing.gateway import CheckoutRequest
 from core.config import Settings
 from core.db.database import Database, raw_connection
 from core.db.identity import resolve_identity
+from tests.helpers import stripe_gateway
 from webhooks.app import create_app
 
 SECRET = "whsec_test_webhook_tests_0123456789abcdef"
@@ -87,14 +88,7 @@ class Webhook:
 async def hook(db: Database, tmp_path: Path) -> AsyncIterator[Webhook]:
     async with FakeStripe() as fake:
         fake.add_price(PRO, unit_amount=2000)
-        gateway = StripeGateway(
-            fake.api_key,
-            price_pro=PRO,
-            price_pro_metered=None,
-            meter_event=None,
-            api_base=fake.base_url,
-            max_network_retries=0,
-        )
+        gateway = stripe_gateway(fake, PRO)
         app = create_app(
             Settings(data_dir=tmp_path / "data", web_port=0),
             database=db,
