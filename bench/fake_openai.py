@@ -30,7 +30,6 @@ import inspect
 import json
 import random
 import re
-import socket
 import string
 import time
 from collections import deque
@@ -40,6 +39,8 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 from aiohttp import web
+
+from bench.serve import serve
 
 JSON = dict[str, Any]
 
@@ -394,12 +395,8 @@ class FakeOpenAI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # A short shutdown: a delayed step is woken by `_closing`, nothing else should be in flight.
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        served = await serve(app, shutdown_timeout=1.0)
+        self._runner, self.port = served.runner, served.port
 
     async def stop(self) -> None:
         self._closing.set()

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import string
 import time
 from collections.abc import Iterable, Mapping
@@ -49,6 +48,8 @@ from urllib.parse import parse_qsl
 
 import stripe
 from aiohttp import web
+
+from bench.serve import serve
 
 JSON = dict[str, Any]
 
@@ -746,12 +747,8 @@ class FakeStripe:
         """Listen on a free port on 127.0.0.1."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        served = await serve(app, shutdown_timeout=1.0)
+        self._runner, self.port = served.runner, served.port
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -397,13 +397,13 @@ async def _run(settings: Settings, quick: bool, progress: Callable[[str], None])
                 max_network_retries=0,
             )
             app = create_app(settings, database=db, version="bench", billing=gateway, webhook_secret=WEBHOOK_SECRET)
-            runner, base = await serve(app)
-            url = base + PATH
+            served = await serve(app)
+            runner, url = served.runner, served.base_url + PATH
             runners.append(runner)
             floor = web.Application()
             floor.router.add_post(PATH, _baseline_webhook)
-            floor_runner, floor_base = await serve(floor)
-            floor_url = floor_base + PATH
+            served = await serve(floor)
+            floor_runner, floor_url = served.runner, served.base_url + PATH
             runners.append(floor_runner)
             meter = CpuMeter(sender.pid, str(cluster.workdir))
             pool = db.engine.pool.status()  # e.g. "Pool size: 10  Connections in pool: 1 Current Overflow: -9 ..."

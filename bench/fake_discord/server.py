@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from bench.fake_discord.gateway import (
 )
 from bench.fake_discord.records import InteractionRecord, RecordedRequest
 from bench.fake_discord.rest import API_PREFIX, RestApi
+from bench.serve import serve
 
 JSON = dict[str, Any]
 
@@ -165,12 +165,8 @@ class FakeDiscord(RestApi):
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/resume", self._gateway)  # READY's resume_gateway_url, so a test sees resumes land
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        served = await serve(app)
+        self._runner, self.port = served.runner, served.port
 
     async def stop(self) -> None:
         """Close every gateway connection and the server; restore discord.py's URLs if they were pointed here."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +15,13 @@ import pytest
 from app import __version__
 from tests.app.procs import Runs, Tradedesk, clean_env, free_port, run_cli, wait_healthy
 from tests.app.test_cli_errors import assert_one_error_line
-from tests.app.test_run_process import _last_prices, _trade_against_the_sim, assert_stops_cleanly
+from tests.app.test_run_process import (
+    _last_prices,
+    _trade_against_the_sim,
+    assert_exits_cleanly,
+    assert_stops_cleanly,
+    fresh_price_url,
+)
 
 
 @pytest.mark.parametrize("command", ["web", "worker", "bot"])
@@ -40,16 +45,6 @@ def test_bot_without_discord_token_fails_with_a_clear_message(tmp_path: Path) ->
     line = assert_one_error_line(result, "bot")
     assert "DISCORD_TOKEN is not set" in line and "tradedesk bot" in line, line
     assert not where.exists(), "nothing may be created before the configuration is known to be usable"
-
-
-def _stop(td: Tradedesk) -> None:
-    td.signal(signal.SIGTERM)
-    try:
-        code = td.wait(30)
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"did not exit within 30s of SIGTERM; log:\n{td.log}") from exc
-    assert code == 0, f"exit code {code}; log:\n{td.log}"
-    assert "Traceback" not in td.log, td.log
 
 
 def _wait_for(td: Tradedesk, pattern: str, within: float = 60.0) -> None:
@@ -76,20 +71,13 @@ def test_web_and_worker_as_two_processes_on_one_data_dir(runs: Runs, data_dir: P
     assert "migrations: 0 applied" in web.log, web.log  # the worker applied them
     assert "market feed" not in web.log and "scheduler" not in web.log, web.log
 
-    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
-    assert result.returncode == 0, result.stderr
-    url = result.stdout.strip()
-    deadline = time.monotonic() + 30
-    while not any(r["symbol"] == "BTC-USD" and r["age"] < timedelta(seconds=5) for r in asyncio.run(_last_prices(url))):
-        assert time.monotonic() < deadline, f"no fresh BTC-USD price; log:\n{worker.log}"
-        time.sleep(0.2)
-    market, limit, actor = asyncio.run(_trade_against_the_sim(url))
+    market, limit, actor = asyncio.run(_trade_against_the_sim(fresh_price_url(data_dir, worker)))
     assert market.status == "filled"
     assert limit.status == "filled", f"the resting limit never filled; worker log:\n{worker.log}"
     assert actor == "system:broker"
     assert re.search(rf"matching: filled {limit.side} BTC-USD {limit.id}", worker.log), worker.log
 
-    _stop(web)  # the worker still uses the embedded Postgres: it stays up
+    assert_exits_cleanly(web)  # the worker still uses the embedded Postgres: it stays up
     assert worker.proc.poll() is None, worker.log
     assert_stops_cleanly(worker, signal.SIGTERM, data_dir)
 

@@ -58,14 +58,20 @@ def assert_healthy(td: Tradedesk) -> float:
     return elapsed
 
 
-def assert_stops_cleanly(td: Tradedesk, signum: int, data_dir: Path) -> None:
+def assert_exits_cleanly(td: Tradedesk, signum: int = signal.SIGTERM) -> None:
+    """`signum` makes the process exit 0 within 30 s, with no traceback in its log."""
     td.signal(signum)
     try:
         code = td.wait(30)
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"tradedesk run did not exit within 30s of {signum!r}; log:\n{td.log}") from exc
+        raise AssertionError(f"tradedesk did not exit within 30s of {signum!r}; log:\n{td.log}") from exc
     assert code == 0, f"exit code {code} after {signum!r}; log:\n{td.log}"
     assert "Traceback" not in td.log, td.log
+
+
+def assert_stops_cleanly(td: Tradedesk, signum: int, data_dir: Path) -> None:
+    """As assert_exits_cleanly, and no process is left using the data dir (the embedded Postgres stopped too)."""
+    assert_exits_cleanly(td, signum)
     left = leftovers(data_dir)
     assert left == [], f"processes still using {data_dir} after tradedesk run exited: {left}"
 
@@ -129,6 +135,21 @@ def test_db_stop_leaves_the_database_of_a_running_tradedesk_alone(runs: Runs, da
     assert (status, body["db"]) == (200, "ok"), body
 
     assert_stops_cleanly(td, signal.SIGTERM, data_dir)
+
+
+def fresh_price_url(data_dir: Path, td: Tradedesk, symbol: str = "BTC-USD", age_s: float = 5.0) -> str:
+    """The database URL (from `tradedesk db-url`) once `symbol` has a last price younger than `age_s`: the sim
+    streams and the persister writes."""
+    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    deadline = time.monotonic() + 30
+    while not any(
+        r["symbol"] == symbol and r["age"] < timedelta(seconds=age_s) for r in asyncio.run(_last_prices(url))
+    ):
+        assert time.monotonic() < deadline, f"no fresh {symbol} price; log:\n{td.log}"
+        time.sleep(0.2)
+    return url
 
 
 async def _last_prices(url: str) -> list[asyncpg.Record]:
@@ -222,16 +243,7 @@ def test_a_paper_order_fills_against_sim_ticks(runs: Runs, data_dir: Path) -> No
     """`tradedesk run` with no configuration: ticks stream, a market order fills, the matcher fills a resting limit."""
     td = runs.start(free_port(), TRADEDESK_SIM_TICKS_PER_S="200")
     assert_healthy(td)
-    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
-    assert result.returncode == 0, result.stderr
-    deadline = time.monotonic() + 30
-    while not any(
-        r["symbol"] == "BTC-USD" and r["age"] < timedelta(seconds=5)
-        for r in asyncio.run(_last_prices(result.stdout.strip()))
-    ):
-        assert time.monotonic() < deadline, f"no fresh BTC-USD price; log:\n{td.log}"
-        time.sleep(0.2)
-    market, limit, actor = asyncio.run(_trade_against_the_sim(result.stdout.strip()))
+    market, limit, actor = asyncio.run(_trade_against_the_sim(fresh_price_url(data_dir, td)))
     assert market.status == "filled" and market.avg_fill_price is not None
     assert abs(market.avg_fill_price - market.quote_price) <= market.quote_price * Decimal("0.0002")  # 1 bp slippage
     assert limit.status == "filled", f"the resting limit never filled; log:\n{td.log}"
@@ -263,13 +275,8 @@ def test_an_alert_fires_on_a_sim_tick_and_is_delivered_once(runs: Runs, data_dir
     through the console notifier, once."""
     td = runs.start(free_port(), TRADEDESK_SIM_TICKS_PER_S="200")
     assert_healthy(td)
-    result = run_cli("db-url", env=clean_env(TRADEDESK_DATA_DIR=str(data_dir)))
-    assert result.returncode == 0, result.stderr
-    url = result.stdout.strip()
+    url = fresh_price_url(data_dir, td)
     deadline = time.monotonic() + 30
-    while not any(r["symbol"] == "BTC-USD" and r["age"] < timedelta(seconds=5) for r in asyncio.run(_last_prices(url))):
-        assert time.monotonic() < deadline, f"no fresh BTC-USD price; log:\n{td.log}"
-        time.sleep(0.2)
     asyncio.run(_alert_both_ways(url))
     while "[notification #" not in td.log:
         assert time.monotonic() < deadline, f"no alert was delivered; log:\n{td.log}"
